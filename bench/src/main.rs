@@ -1,0 +1,2 @@
+//! nextmark-bench.
+fn main() {}

@@ -1,0 +1,283 @@
+//! Speech recognition with whisper.cpp (through whisper-rs): one shared model context, one
+//! decoding state per worker, and the per-call `audio_ctx` shortening that makes short clips
+//! cheap.
+
+pub mod segmenter;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Once};
+
+use serde::Serialize;
+use whisper_rs::{
+    FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
+};
+
+use crate::audio::TARGET_RATE;
+use crate::model::{ModelError, verify_ggml};
+
+/// Errors of the recogniser.
+#[derive(Debug, thiserror::Error)]
+pub enum AsrError {
+    /// The model file is missing or not a usable ggml Whisper model.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// whisper.cpp refused to load the model.
+    #[error("{path}: whisper could not load the model: {message}")]
+    Load {
+        /// The model file.
+        path: PathBuf,
+        /// whisper.cpp's complaint.
+        message: String,
+    },
+    /// Inference failed.
+    #[error("whisper inference failed: {0}")]
+    Inference(String),
+}
+
+/// One recognised segment, times relative to the start of the clip given to whisper.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Segment {
+    /// Start, seconds.
+    pub start_s: f64,
+    /// End, seconds.
+    pub end_s: f64,
+    /// Text, trimmed.
+    pub text: String,
+    /// whisper's probability that the segment holds no speech.
+    #[serde(skip)]
+    pub no_speech_prob: f32,
+}
+
+/// Options of one recognition call.
+#[derive(Debug, Clone, Default)]
+pub struct DecodeOptions {
+    /// A vocabulary prompt (domain terms) given to the decoder as previous context.
+    pub prompt: Option<String>,
+    /// Use the full 30 s encoder window instead of one scaled to the clip (the offline
+    /// reference path; slower, never shortened).
+    pub full_window: bool,
+}
+
+/// A loaded model, shared by all workers.
+#[derive(Clone)]
+pub struct WhisperModel {
+    ctx: Arc<WhisperContext>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for WhisperModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WhisperModel")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+static LOG_HOOK: Once = Once::new();
+
+impl WhisperModel {
+    /// Loads and verifies a ggml model file.
+    pub fn load(path: &Path) -> Result<Self, AsrError> {
+        verify_ggml(path)?;
+        LOG_HOOK.call_once(whisper_rs::install_logging_hooks);
+        let ctx = WhisperContext::new_with_params(path, WhisperContextParameters::default())
+            .map_err(|e| AsrError::Load {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        Ok(WhisperModel {
+            ctx: Arc::new(ctx),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The model file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A decoding state for one worker thread.
+    pub fn worker(&self, threads: usize) -> Result<WhisperWorker, AsrError> {
+        let state = self
+            .ctx
+            .create_state()
+            .map_err(|e| AsrError::Inference(e.to_string()))?;
+        Ok(WhisperWorker {
+            state,
+            threads: threads.max(1),
+        })
+    }
+}
+
+/// One worker's decoding state. Not shared between threads.
+pub struct WhisperWorker {
+    state: WhisperState,
+    threads: usize,
+}
+
+impl std::fmt::Debug for WhisperWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WhisperWorker")
+            .field("threads", &self.threads)
+            .finish()
+    }
+}
+
+/// Encoder frames per second of audio (whisper: 1500 frames for 30 s).
+const CTX_PER_SECOND: f64 = 50.0;
+/// Below this many encoder frames tiny models start to hallucinate.
+const MIN_AUDIO_CTX: i32 = 384;
+/// Extra encoder frames beyond the clip, so that its end is never cut.
+const AUDIO_CTX_MARGIN: i32 = 128;
+
+/// The encoder context to use for a clip of `seconds`: ~50 frames a second plus a margin,
+/// never below a floor that keeps tiny.en from hallucinating, never above the full window.
+pub fn audio_ctx_for(seconds: f64) -> i32 {
+    let needed = (seconds * CTX_PER_SECOND).ceil() as i32 + AUDIO_CTX_MARGIN;
+    needed.clamp(MIN_AUDIO_CTX, 1500)
+}
+
+impl WhisperWorker {
+    /// Transcribes one clip of 16 kHz mono audio (at most 30 s).
+    pub fn transcribe(
+        &mut self,
+        samples: &[f32],
+        opts: &DecodeOptions,
+    ) -> Result<Vec<Segment>, AsrError> {
+        let seconds = samples.len() as f64 / f64::from(TARGET_RATE);
+        let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+        params.set_n_threads(self.threads as i32);
+        params.set_language(Some("en"));
+        params.set_translate(false);
+        params.set_no_context(true);
+        params.set_print_progress(false);
+        params.set_print_realtime(false);
+        params.set_print_special(false);
+        params.set_print_timestamps(false);
+        params.set_suppress_blank(true);
+        params.set_suppress_nst(true);
+        params.set_temperature_inc(0.0);
+        if !opts.full_window {
+            params.set_audio_ctx(audio_ctx_for(seconds));
+        }
+        if let Some(prompt) = &opts.prompt {
+            params.set_initial_prompt(prompt);
+        }
+        // whisper needs at least one second of audio; pad short clips with silence.
+        let min = TARGET_RATE as usize + TARGET_RATE as usize / 10;
+        let padded;
+        let input = if samples.len() < min {
+            padded = {
+                let mut v = samples.to_vec();
+                v.resize(min, 0.0);
+                v
+            };
+            &padded[..]
+        } else {
+            samples
+        };
+        self.state
+            .full(params, input)
+            .map_err(|e| AsrError::Inference(e.to_string()))?;
+        let mut segments = Vec::new();
+        for seg in self.state.as_iter() {
+            let text = seg
+                .to_str_lossy()
+                .map_err(|e| AsrError::Inference(e.to_string()))?
+                .trim()
+                .to_string();
+            if text.is_empty() {
+                continue;
+            }
+            segments.push(Segment {
+                start_s: seg.start_timestamp() as f64 / 100.0,
+                end_s: (seg.end_timestamp() as f64 / 100.0).min(seconds.max(0.0)),
+                text,
+                no_speech_prob: seg.no_speech_probability(),
+            });
+        }
+        Ok(segments)
+    }
+}
+
+/// Joins segment texts with single spaces.
+pub fn join_text(segments: &[Segment]) -> String {
+    let mut out = String::new();
+    for s in segments {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(s.text.trim());
+    }
+    out
+}
+
+/// A whole-clip result, in the shape of `nextmark transcribe --json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClipTranscript {
+    /// The full text.
+    pub text: String,
+    /// Segments with times on the clip's clock.
+    pub segments: Vec<Segment>,
+    /// Clip length in seconds.
+    pub audio_s: f64,
+}
+
+/// Runs decoded audio through the live path: the front-end in 20 ms chunks (resampling and
+/// VAD as a session would), cut into utterances at pauses, each transcribed when it ends.
+pub fn transcribe_clip(
+    worker: &mut WhisperWorker,
+    audio: &crate::audio::DecodedAudio,
+    opts: &DecodeOptions,
+) -> Result<ClipTranscript, AsrError> {
+    use crate::audio::{AudioFrontEnd, VadConfig};
+    use segmenter::{Segmenter, SegmenterConfig};
+
+    let mut frontend = AudioFrontEnd::new(audio.sample_rate, 1, VadConfig::default())
+        .map_err(|e| AsrError::Inference(e.to_string()))?;
+    let mut segmenter = Segmenter::new(SegmenterConfig::default());
+    let mut pcm16: Vec<f32> = Vec::with_capacity(audio.samples.len() / 2);
+    let mut spans = Vec::new();
+    let chunk = (audio.sample_rate / 50) as usize;
+    let mut feed =
+        |out: crate::audio::FrontEndOutput<'_>, pcm16: &mut Vec<f32>, spans: &mut Vec<_>| {
+            pcm16.extend_from_slice(out.audio);
+            for e in out.events {
+                segmenter.on_event(*e);
+            }
+            if let Some(span) = segmenter.poll(pcm16.len() as f64 / f64::from(TARGET_RATE)) {
+                spans.push(span);
+            }
+        };
+    for block in audio.samples.chunks(chunk) {
+        let out = frontend
+            .push_f32(block)
+            .map_err(|e| AsrError::Inference(e.to_string()))?;
+        feed(out, &mut pcm16, &mut spans);
+    }
+    let out = frontend
+        .finish()
+        .map_err(|e| AsrError::Inference(e.to_string()))?;
+    feed(out, &mut pcm16, &mut spans);
+    if let Some(span) = segmenter.finish(pcm16.len() as f64 / f64::from(TARGET_RATE)) {
+        spans.push(span);
+    }
+    let mut segments = Vec::new();
+    for span in spans {
+        let end = span.end.min(pcm16.len());
+        if span.start >= end {
+            continue;
+        }
+        let offset = span.start_s();
+        for mut seg in worker.transcribe(&pcm16[span.start..end], opts)? {
+            seg.start_s += offset;
+            seg.end_s += offset;
+            segments.push(seg);
+        }
+    }
+    Ok(ClipTranscript {
+        text: join_text(&segments),
+        segments,
+        audio_s: pcm16.len() as f64 / f64::from(TARGET_RATE),
+    })
+}

@@ -1,0 +1,167 @@
+//! The per-stream front-end: validate raw samples, resample to 16 kHz, run the VAD.
+
+use super::resample::StreamResampler;
+use super::vad::{Vad, VadConfig, VadEvent};
+use super::{AudioError, check_rate};
+
+/// What one push produced: 16 kHz audio and the VAD events decided on it.
+#[derive(Debug)]
+pub struct FrontEndOutput<'a> {
+    /// New 16 kHz mono samples.
+    pub audio: &'a [f32],
+    /// Speech boundaries decided during this push.
+    pub events: &'a [VadEvent],
+}
+
+/// One stream's front-end state. Buffers are reused between pushes.
+#[derive(Debug)]
+pub struct AudioFrontEnd {
+    input_rate: u32,
+    channels: usize,
+    resampler: StreamResampler,
+    vad: Vad,
+    mono: Vec<f32>,
+    out: Vec<f32>,
+    events: Vec<VadEvent>,
+    frames_in: u64,
+}
+
+impl AudioFrontEnd {
+    /// A front-end for input at `input_rate` Hz with `channels` interleaved channels.
+    pub fn new(input_rate: u32, channels: usize, vad: VadConfig) -> Result<Self, AudioError> {
+        check_rate(input_rate)?;
+        if !(1..=2).contains(&channels) {
+            return Err(AudioError::UnsupportedChannels { channels });
+        }
+        Ok(AudioFrontEnd {
+            input_rate,
+            channels,
+            resampler: StreamResampler::new(input_rate)?,
+            vad: Vad::new(vad),
+            mono: Vec::new(),
+            out: Vec::new(),
+            events: Vec::new(),
+            frames_in: 0,
+        })
+    }
+
+    /// The VAD, for its state (in speech, silence so far, levels).
+    pub fn vad(&self) -> &Vad {
+        &self.vad
+    }
+
+    /// Seconds of input consumed.
+    pub fn input_s(&self) -> f64 {
+        self.frames_in as f64 / f64::from(self.input_rate)
+    }
+
+    /// Pushes interleaved float samples. Non-finite samples are refused (nothing of the
+    /// push is consumed), so a broken client cannot poison the stream's state.
+    pub fn push_f32(&mut self, interleaved: &[f32]) -> Result<FrontEndOutput<'_>, AudioError> {
+        if let Some(i) = interleaved.iter().position(|s| !s.is_finite()) {
+            return Err(AudioError::NonFinite {
+                at_s: self.input_s() + (i / self.channels) as f64 / f64::from(self.input_rate),
+            });
+        }
+        self.mono.clear();
+        if self.channels == 1 {
+            self.mono.extend_from_slice(interleaved);
+        } else {
+            self.mono.extend(
+                interleaved
+                    .chunks_exact(self.channels)
+                    .map(|f| f.iter().sum::<f32>() / self.channels as f32),
+            );
+        }
+        self.frames_in += self.mono.len() as u64;
+        self.process()
+    }
+
+    /// Pushes little-endian signed 16-bit PCM bytes (interleaved). A trailing odd byte or
+    /// partial frame is refused.
+    pub fn push_pcm_s16le(&mut self, bytes: &[u8]) -> Result<FrontEndOutput<'_>, AudioError> {
+        let frame_bytes = 2 * self.channels;
+        if bytes.len() % frame_bytes != 0 {
+            return Err(AudioError::Corrupt {
+                source_name: "pcm stream".into(),
+                message: format!(
+                    "{} bytes is not a whole number of {}-byte frames",
+                    bytes.len(),
+                    frame_bytes
+                ),
+            });
+        }
+        self.mono.clear();
+        let scale = 1.0 / (32768.0 * self.channels as f32);
+        for frame in bytes.chunks_exact(frame_bytes) {
+            let sum: f32 = frame
+                .chunks_exact(2)
+                .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])))
+                .sum();
+            self.mono.push(sum * scale);
+        }
+        self.frames_in += self.mono.len() as u64;
+        self.process()
+    }
+
+    fn process(&mut self) -> Result<FrontEndOutput<'_>, AudioError> {
+        self.out.clear();
+        self.events.clear();
+        self.resampler.push(&self.mono, &mut self.out)?;
+        self.vad.push(&self.out, &mut self.events);
+        Ok(FrontEndOutput {
+            audio: &self.out,
+            events: &self.events,
+        })
+    }
+
+    /// Ends the stream: flushes the resampler and closes open speech.
+    pub fn finish(&mut self) -> Result<FrontEndOutput<'_>, AudioError> {
+        self.out.clear();
+        self.events.clear();
+        self.resampler.flush(&mut self.out)?;
+        self.vad.push(&self.out, &mut self.events);
+        self.vad.finish(&mut self.events);
+        Ok(FrontEndOutput {
+            audio: &self.out,
+            events: &self.events,
+        })
+    }
+
+    /// Forgets all state.
+    pub fn reset(&mut self) {
+        self.resampler.reset();
+        self.vad.reset();
+        self.frames_in = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nan_is_refused_with_its_time() {
+        let mut fe = AudioFrontEnd::new(8_000, 1, VadConfig::default()).unwrap();
+        fe.push_f32(&[0.0; 8_000]).unwrap();
+        let mut bad = vec![0.0; 100];
+        bad[40] = f32::NAN;
+        let err = fe.push_f32(&bad).unwrap_err();
+        assert!(
+            matches!(err, AudioError::NonFinite { at_s } if (at_s - 1.005).abs() < 1e-9),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn pcm_stereo_is_downmixed_and_resampled() {
+        let mut fe = AudioFrontEnd::new(48_000, 2, VadConfig::default()).unwrap();
+        let bytes: Vec<u8> = (0..48_000 * 2)
+            .flat_map(|_| 1000i16.to_le_bytes())
+            .collect();
+        let n = fe.push_pcm_s16le(&bytes).unwrap().audio.len();
+        let m = fe.finish().unwrap().audio.len();
+        assert_eq!(n + m, 16_000);
+        assert!(fe.push_pcm_s16le(&[1, 2, 3]).is_err());
+    }
+}

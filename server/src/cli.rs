@@ -1,0 +1,264 @@
+//! The `nextmark` command line.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use nextmark_engine::asr::{DecodeOptions, WhisperModel, transcribe_clip};
+use nextmark_engine::audio::{DecodeLimits, decode_file};
+use nextmark_engine::model::{convert_ct2_dir, verify_ggml};
+use nextmark_engine::rubric;
+use serde_json::json;
+
+use crate::models;
+
+/// Nextmark's adaptive voice interview engine.
+#[derive(Debug, Parser)]
+#[command(name = "nextmark", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Install, convert or check Whisper models.
+    Model {
+        /// Model action.
+        #[command(subcommand)]
+        action: ModelAction,
+    },
+    /// Check rubric files.
+    Rubric {
+        /// Rubric action.
+        #[command(subcommand)]
+        action: RubricAction,
+    },
+    /// Transcribe audio files through the live session's audio path.
+    Transcribe {
+        /// Audio files (WAV, FLAC, Ogg Vorbis, Ogg Opus, MP3).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print one JSON object per file.
+        #[arg(long)]
+        json: bool,
+        /// A ggml Whisper model (default: the installed tiny.en).
+        #[arg(long, env = "NEXTMARK_MODEL")]
+        model: Option<PathBuf>,
+        /// A glossary file (one term a line) to help domain words.
+        #[arg(long)]
+        glossary: Option<PathBuf>,
+        /// Inference threads.
+        #[arg(long, default_value_t = default_threads())]
+        threads: usize,
+    },
+}
+
+/// Model subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ModelAction {
+    /// Download and convert the default Whisper tiny.en into NEXTMARK_HOME; print its path.
+    Install {
+        /// Reinstall even if a valid model is present.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Convert a CTranslate2 Whisper directory to a ggml file.
+    Convert {
+        /// Directory with model.bin and vocabulary.txt.
+        ct2_dir: PathBuf,
+        /// Output ggml file.
+        out: PathBuf,
+    },
+    /// Check a ggml model file and print its header.
+    Verify {
+        /// The ggml file.
+        file: PathBuf,
+    },
+    /// Print the path of the model that would be used.
+    Path {
+        /// An explicit model.
+        #[arg(long, env = "NEXTMARK_MODEL")]
+        model: Option<PathBuf>,
+    },
+}
+
+/// Rubric subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RubricAction {
+    /// Validate rubric files (a file or a directory of `*.toml`; default `rubrics/`).
+    Check {
+        /// A rubric file or directory.
+        path: Option<PathBuf>,
+    },
+}
+
+/// Threads for inference: the machine's cores.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Model { action } => model(action),
+        Command::Rubric {
+            action: RubricAction::Check { path },
+        } => rubric_check(path.unwrap_or_else(|| PathBuf::from("rubrics"))),
+        Command::Transcribe {
+            files,
+            json,
+            model,
+            glossary,
+            threads,
+        } => transcribe(&files, json, model, glossary, threads),
+    }
+}
+
+fn model(action: ModelAction) -> Result<()> {
+    match action {
+        ModelAction::Install { force } => {
+            let (path, summary) = models::install_default_model(force)?;
+            eprintln!(
+                "model ok: {} tensors, {} bytes",
+                summary.tensors, summary.bytes
+            );
+            println!("{}", path.display());
+        }
+        ModelAction::Convert { ct2_dir, out } => {
+            let summary = convert_ct2_dir(&ct2_dir, &out)?;
+            eprintln!(
+                "wrote {}: {} tensors, {} bytes",
+                out.display(),
+                summary.tensors,
+                summary.bytes
+            );
+        }
+        ModelAction::Verify { file } => {
+            let summary = verify_ggml(&file)?;
+            println!(
+                "{}: ok, {} tensors, {} vocabulary tokens, {} bytes, {:?}",
+                file.display(),
+                summary.tensors,
+                summary.vocab_tokens,
+                summary.bytes,
+                summary.hparams
+            );
+        }
+        ModelAction::Path { model } => {
+            println!("{}", models::resolve_model(model.as_deref())?.display());
+        }
+    }
+    Ok(())
+}
+
+fn rubric_check(path: PathBuf) -> Result<()> {
+    let result = if path.is_dir() {
+        rubric::load_dir(&path)
+    } else {
+        rubric::Rubric::load(&path).map(|r| vec![r])
+    };
+    match result {
+        Ok(rubrics) => {
+            for r in &rubrics {
+                println!(
+                    "{}: ok ({} competencies, {} items, {} case studies, {} glossary terms)",
+                    r.id,
+                    r.competencies.len(),
+                    r.items.len(),
+                    r.case_studies.len(),
+                    r.glossary.len()
+                );
+            }
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            anyhow::bail!("{} problem(s) found", e.issues.len())
+        }
+    }
+}
+
+/// Reads a glossary: one term a line, `#` comments, or a rubric TOML's `glossary` array.
+pub fn read_glossary(path: &std::path::Path) -> Result<String> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let terms: Vec<String> = if path.extension().is_some_and(|e| e == "toml") {
+        let value: toml::Value =
+            toml::from_str(&text).with_context(|| format!("{}: not valid TOML", path.display()))?;
+        value
+            .get("glossary")
+            .and_then(|g| g.as_array())
+            .with_context(|| format!("{}: no `glossary` array", path.display()))?
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    } else {
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_string)
+            .collect()
+    };
+    Ok(terms.join(", "))
+}
+
+fn transcribe(
+    files: &[PathBuf],
+    json: bool,
+    model: Option<PathBuf>,
+    glossary: Option<PathBuf>,
+    threads: usize,
+) -> Result<()> {
+    let model_path = models::resolve_model(model.as_deref())?;
+    let model = WhisperModel::load(&model_path)?;
+    let mut worker = model.worker(threads)?;
+    let opts = DecodeOptions {
+        prompt: glossary.as_deref().map(read_glossary).transpose()?,
+        full_window: false,
+    };
+    let stdout = std::io::stdout();
+    let mut failures = 0;
+    for (i, file) in files.iter().enumerate() {
+        if files.len() > 1 {
+            eprint!("\r[{}/{}] {}", i + 1, files.len(), file.display());
+        }
+        let started = Instant::now();
+        let result = decode_file(file, DecodeLimits::default())
+            .map_err(anyhow::Error::from)
+            .and_then(|audio| Ok(transcribe_clip(&mut worker, &audio, &opts)?));
+        let compute_s = started.elapsed().as_secs_f64();
+        let mut out = stdout.lock();
+        match result {
+            Ok(t) => {
+                if json {
+                    let value = json!({
+                        "file": file.display().to_string(),
+                        "text": t.text,
+                        "segments": t.segments,
+                        "audio_s": t.audio_s,
+                        "compute_s": compute_s,
+                    });
+                    writeln!(out, "{value}")?;
+                } else {
+                    writeln!(out, "{}: {}", file.display(), t.text)?;
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                eprintln!("\nerror: {e:#}");
+            }
+        }
+    }
+    if files.len() > 1 {
+        eprintln!();
+    }
+    if failures > 0 {
+        anyhow::bail!("{failures} of {} files failed", files.len());
+    }
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! The `nextmark` binary's library: command line, model installation, and (later) the HTTP
+//! API, transports and storage.
+
+pub mod cli;
+pub mod models;
