@@ -431,6 +431,12 @@ impl Checker<'_> {
     }
 }
 
+/// The key named by serde's "unknown field `x`" message.
+fn unknown_key(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("unknown field `")?;
+    rest.split('`').next()
+}
+
 fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id
@@ -460,9 +466,22 @@ impl Rubric {
     /// Parses and validates rubric TOML; `file` is used in error messages.
     pub fn parse(source: &str, file: &Path) -> Result<Rubric, RubricError> {
         let raw: raw::File = toml::from_str(source).map_err(|e| {
-            let line = e
+            let mut line = e
                 .span()
                 .map(|s| source[..s.start.min(source.len())].lines().count().max(1));
+            // For an unknown key the span is the whole table: point at the key itself.
+            if let (Some(start), Some(key)) = (line, unknown_key(e.message())) {
+                line = source
+                    .lines()
+                    .enumerate()
+                    .skip(start.saturating_sub(1))
+                    .find(|(_, l)| {
+                        let t = l.trim_start();
+                        t.starts_with(key) && t[key.len()..].trim_start().starts_with('=')
+                    })
+                    .map(|(i, _)| i + 1)
+                    .or(line);
+            }
             RubricError {
                 issues: vec![RubricIssue {
                     file: file.to_path_buf(),
@@ -920,5 +939,89 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Rubric>, RubricError> {
         Ok(rubrics)
     } else {
         Err(RubricError { issues })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rubrics_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../rubrics")
+    }
+
+    #[test]
+    fn shipped_rubrics_are_valid_and_cover_seven_disciplines() {
+        let rubrics = load_dir(&rubrics_dir()).unwrap_or_else(|e| panic!("{e}"));
+        let ids: Vec<&str> = rubrics.iter().map(|r| r.id.as_str()).collect();
+        for want in [
+            "medicine",
+            "law",
+            "software-engineering",
+            "engineering",
+            "research-science",
+            "finance",
+            "translation-linguistics",
+        ] {
+            assert!(ids.contains(&want), "missing {want}");
+        }
+        for r in &rubrics {
+            assert!(r.items.len() >= 24 && r.competencies.len() >= 4, "{}", r.id);
+        }
+    }
+
+    /// A valid rubric, mutated by each test to break exactly one rule.
+    fn base() -> String {
+        std::fs::read_to_string(rubrics_dir().join("law.toml")).unwrap()
+    }
+
+    fn errors(source: &str) -> Vec<RubricIssue> {
+        Rubric::parse(source, Path::new("rubrics/law.toml")).unwrap_err().issues
+    }
+
+    #[test]
+    fn unknown_key_names_the_line() {
+        let src = base().replacen("discrimination =", "discriminaton =", 1);
+        let e = errors(&src);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].message.contains("discriminaton"), "{}", e[0]);
+        let line = e[0].line.unwrap();
+        assert!(src.lines().nth(line - 1).unwrap().contains("discriminaton"), "{}", e[0]);
+    }
+
+    #[test]
+    fn broken_rules_name_file_line_item_and_field() {
+        let src = base();
+        let first = src.find("thresholds = [").unwrap();
+        let end = first + src[first..].find(']').unwrap();
+        let broken = format!("{}thresholds = [0.5, 0.2, 0.9, 1.0{}", &src[..first], &src[end..]);
+        let e = errors(&broken);
+        let issue = e.iter().find(|i| i.field == "thresholds").expect("thresholds issue");
+        assert!(issue.message.contains("strictly increasing"), "{issue}");
+        let item = issue.item.clone().unwrap();
+        let shown = issue.to_string();
+        assert!(shown.starts_with("rubrics/law.toml:") && shown.contains(&item), "{shown}");
+        assert!(broken.lines().nth(issue.line.unwrap() - 1).unwrap().contains("thresholds"));
+
+        let dup = src.replacen("id = \"law-privilege-waiver\"", "id = \"law-email-acceptance\"", 1);
+        assert!(errors(&dup).iter().any(|i| i.message.contains("duplicate item id")));
+
+        let comp = src.replacen("competency = \"", "competency = \"nowhere-", 1);
+        assert!(errors(&comp).iter().any(|i| i.field == "competency" && i.message.contains("nowhere-")));
+
+        let probe = src.replacen("concept = \"", "concept = \"Not A Concept ", 1);
+        assert!(errors(&probe).iter().any(|i| i.field == "probes.concept"));
+    }
+
+    #[test]
+    fn coverage_rule_reports_the_competency_and_band() {
+        let mut src = base();
+        // Move every advanced item to core: each competency then lacks advanced items.
+        src = src.replace("band = \"advanced\"", "band = \"core\"");
+        let e = errors(&src);
+        assert!(
+            e.iter().any(|i| i.field == "items" && i.message.contains("Advanced")),
+            "{e:?}"
+        );
     }
 }

@@ -1,1 +1,7 @@
-//! End-to-end tests.
+//! End-to-end tests: the real `nextmark` binary, the real Whisper model, the committed audio
+//! fixtures. One test binary (ripgrep's layout); shared helpers live in `helpers`.
+
+mod audio_fixtures;
+mod helpers;
+mod model;
+mod transcribe;
