@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use nextmark_engine::asr::{DecodeOptions, WhisperModel, transcribe_clip};
+use nextmark_engine::asr::driver::{DriveOptions, transcribe_stream};
+use nextmark_engine::asr::pool::{PoolConfig, WorkerPool};
+use nextmark_engine::asr::WhisperModel;
 use nextmark_engine::audio::{DecodeLimits, decode_file};
 use nextmark_engine::model::{convert_ct2_dir, verify_ggml};
 use nextmark_engine::rubric;
@@ -49,10 +51,13 @@ pub enum Command {
         /// A ggml Whisper model (default: the installed tiny.en).
         #[arg(long, env = "NEXTMARK_MODEL")]
         model: Option<PathBuf>,
-        /// A glossary file (one term a line) to help domain words.
+        /// A glossary (one term a line, or a rubric TOML) to help domain words.
         #[arg(long)]
         glossary: Option<PathBuf>,
-        /// Inference threads.
+        /// Feed audio at real-time pace, as a live microphone would.
+        #[arg(long)]
+        realtime: bool,
+        /// Inference threads (all cores by default).
         #[arg(long, default_value_t = default_threads())]
         threads: usize,
     },
@@ -114,8 +119,9 @@ pub fn run(cli: Cli) -> Result<()> {
             json,
             model,
             glossary,
+            realtime,
             threads,
-        } => transcribe(&files, json, model, glossary, threads),
+        } => transcribe(&files, json, model, glossary, realtime, threads),
     }
 }
 
@@ -212,25 +218,27 @@ fn transcribe(
     json: bool,
     model: Option<PathBuf>,
     glossary: Option<PathBuf>,
+    realtime: bool,
     threads: usize,
 ) -> Result<()> {
     let model_path = models::resolve_model(model.as_deref())?;
     let model = WhisperModel::load(&model_path)?;
-    let mut worker = model.worker(threads)?;
-    let opts = DecodeOptions {
-        prompt: glossary.as_deref().map(read_glossary).transpose()?,
-        full_window: false,
+    let pool = WorkerPool::start(&model, PoolConfig::for_cores(threads))?;
+    let mut options = DriveOptions {
+        realtime,
+        ..DriveOptions::default()
     };
+    options.stream.prompt = glossary.as_deref().map(read_glossary).transpose()?.map(Into::into);
     let stdout = std::io::stdout();
     let mut failures = 0;
     for (i, file) in files.iter().enumerate() {
         if files.len() > 1 {
-            eprint!("\r[{}/{}] {}", i + 1, files.len(), file.display());
+            eprint!("\r[{}/{}] {:<60}", i + 1, files.len(), file.display());
         }
         let started = Instant::now();
         let result = decode_file(file, DecodeLimits::default())
             .map_err(anyhow::Error::from)
-            .and_then(|audio| Ok(transcribe_clip(&mut worker, &audio, &opts)?));
+            .and_then(|audio| Ok(transcribe_stream(&pool, &audio, &options)?));
         let compute_s = started.elapsed().as_secs_f64();
         let mut out = stdout.lock();
         match result {
@@ -257,6 +265,7 @@ fn transcribe(
     if files.len() > 1 {
         eprintln!();
     }
+    pool.shutdown();
     if failures > 0 {
         anyhow::bail!("{failures} of {} files failed", files.len());
     }

@@ -2,7 +2,11 @@
 //! decoding state per worker, and the per-call `audio_ctx` shortening that makes short clips
 //! cheap.
 
+pub mod driver;
+pub mod filter;
+pub mod pool;
 pub mod segmenter;
+pub mod stream;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Once};
@@ -32,6 +36,21 @@ pub enum AsrError {
     /// Inference failed.
     #[error("whisper inference failed: {0}")]
     Inference(String),
+    /// A partial caption was dropped because the machine is saturated.
+    #[error("partial caption dropped under load")]
+    Dropped,
+}
+
+/// A speech-to-text backend that decodes utterances: the local whisper worker pool, or (later)
+/// a remote OpenAI-compatible endpoint. Streaming state lives in
+/// [`stream::StreamingTranscriber`]; a backend only decodes.
+pub trait Transcriber: Send + Sync {
+    /// Queues one decode. The job's reply is called exactly once: with the result, or with
+    /// [`AsrError::Dropped`] for a partial shed under load.
+    fn submit(&self, job: pool::AsrJob) -> Result<(), pool::Rejected>;
+
+    /// A name for logs and metrics.
+    fn name(&self) -> &str;
 }
 
 /// One recognised segment, times relative to the start of the clip given to whisper.
@@ -210,74 +229,4 @@ pub fn join_text(segments: &[Segment]) -> String {
         out.push_str(s.text.trim());
     }
     out
-}
-
-/// A whole-clip result, in the shape of `nextmark transcribe --json`.
-#[derive(Debug, Clone, Serialize)]
-pub struct ClipTranscript {
-    /// The full text.
-    pub text: String,
-    /// Segments with times on the clip's clock.
-    pub segments: Vec<Segment>,
-    /// Clip length in seconds.
-    pub audio_s: f64,
-}
-
-/// Runs decoded audio through the live path: the front-end in 20 ms chunks (resampling and
-/// VAD as a session would), cut into utterances at pauses, each transcribed when it ends.
-pub fn transcribe_clip(
-    worker: &mut WhisperWorker,
-    audio: &crate::audio::DecodedAudio,
-    opts: &DecodeOptions,
-) -> Result<ClipTranscript, AsrError> {
-    use crate::audio::{AudioFrontEnd, VadConfig};
-    use segmenter::{Segmenter, SegmenterConfig};
-
-    let mut frontend = AudioFrontEnd::new(audio.sample_rate, 1, VadConfig::default())
-        .map_err(|e| AsrError::Inference(e.to_string()))?;
-    let mut segmenter = Segmenter::new(SegmenterConfig::default());
-    let mut pcm16: Vec<f32> = Vec::with_capacity(audio.samples.len() / 2);
-    let mut spans = Vec::new();
-    let chunk = (audio.sample_rate / 50) as usize;
-    let mut feed =
-        |out: crate::audio::FrontEndOutput<'_>, pcm16: &mut Vec<f32>, spans: &mut Vec<_>| {
-            pcm16.extend_from_slice(out.audio);
-            for e in out.events {
-                segmenter.on_event(*e);
-            }
-            if let Some(span) = segmenter.poll(pcm16.len() as f64 / f64::from(TARGET_RATE)) {
-                spans.push(span);
-            }
-        };
-    for block in audio.samples.chunks(chunk) {
-        let out = frontend
-            .push_f32(block)
-            .map_err(|e| AsrError::Inference(e.to_string()))?;
-        feed(out, &mut pcm16, &mut spans);
-    }
-    let out = frontend
-        .finish()
-        .map_err(|e| AsrError::Inference(e.to_string()))?;
-    feed(out, &mut pcm16, &mut spans);
-    if let Some(span) = segmenter.finish(pcm16.len() as f64 / f64::from(TARGET_RATE)) {
-        spans.push(span);
-    }
-    let mut segments = Vec::new();
-    for span in spans {
-        let end = span.end.min(pcm16.len());
-        if span.start >= end {
-            continue;
-        }
-        let offset = span.start_s();
-        for mut seg in worker.transcribe(&pcm16[span.start..end], opts)? {
-            seg.start_s += offset;
-            seg.end_s += offset;
-            segments.push(seg);
-        }
-    }
-    Ok(ClipTranscript {
-        text: join_text(&segments),
-        segments,
-        audio_s: pcm16.len() as f64 / f64::from(TARGET_RATE),
-    })
 }

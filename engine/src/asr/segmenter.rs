@@ -27,7 +27,7 @@ impl Default for SegmenterConfig {
 }
 
 /// A finished utterance: sample range on the stream's 16 kHz clock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct UtteranceSpan {
     /// First sample.
     pub start: usize,
@@ -35,6 +35,8 @@ pub struct UtteranceSpan {
     pub end: usize,
     /// Whether it was cut at the length limit rather than at a pause.
     pub forced: bool,
+    /// Speech inside it (first speech start to last speech end), seconds.
+    pub speech_s: f64,
 }
 
 impl UtteranceSpan {
@@ -109,12 +111,12 @@ impl Segmenter {
         let c = self.config;
         if let Some(end) = self.last_end {
             if now_s - end >= c.min_pause_s {
-                return Some(self.close(start, end + c.post_roll_s.min(now_s - end), false));
+                return Some(self.close(start, end, end + c.post_roll_s.min(now_s - end), false));
             }
         }
         if now_s - start >= c.max_utterance_s {
             let cut = start + c.max_utterance_s;
-            let span = self.close(start, cut, true);
+            let span = self.close(start, cut, cut, true);
             // Speech goes on: the next utterance starts where this one was cut.
             if self.last_end.is_none() {
                 self.open_start = Some(cut + c.pre_roll_s);
@@ -127,20 +129,22 @@ impl Segmenter {
     /// Ends the stream: returns the open utterance, if any.
     pub fn finish(&mut self, now_s: f64) -> Option<UtteranceSpan> {
         let start = self.open_start?;
+        let speech_end = self.last_end.unwrap_or(now_s);
         let end = self
             .last_end
             .map(|e| (e + self.config.post_roll_s).min(now_s))
             .unwrap_or(now_s);
-        Some(self.close(start, end, false))
+        Some(self.close(start, speech_end, end, false))
     }
 
-    fn close(&mut self, start: f64, end: f64, forced: bool) -> UtteranceSpan {
+    fn close(&mut self, start: f64, speech_end: f64, end: f64, forced: bool) -> UtteranceSpan {
         self.open_start = None;
         self.last_end = None;
         UtteranceSpan {
             start: to_sample(start - self.config.pre_roll_s),
             end: to_sample(end),
             forced,
+            speech_s: (speech_end - start).max(0.0),
         }
     }
 
@@ -166,6 +170,7 @@ mod tests {
         assert_eq!(s.poll(3.4), None);
         let u = s.poll(3.5).unwrap();
         assert_eq!((u.start, u.end, u.forced), (12_000, 52_800, false));
+        assert!((u.speech_s - 2.0).abs() < 1e-9);
         assert_eq!(s.poll(10.0), None);
     }
 

@@ -1,0 +1,325 @@
+//! A bounded pool of whisper workers shared by all sessions: one model, one decoding state per
+//! worker thread, two queues. Finals always go first; partial captions are dropped (and
+//! counted) when the queue is full, never finals.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::{AsrError, DecodeOptions, Segment, WhisperModel, filter};
+use crate::audio::TARGET_RATE;
+
+/// Whether a job is a final transcript or a partial caption.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// The text of a finished utterance: never dropped, served first.
+    Final,
+    /// A caption of an utterance in progress: best effort.
+    Partial,
+}
+
+/// What a worker produced.
+#[derive(Debug, Clone)]
+pub struct AsrOutput {
+    /// Cleaned segments, times relative to the job's audio.
+    pub segments: Vec<Segment>,
+    /// Time spent decoding.
+    pub compute: Duration,
+    /// Time the job waited in the queue.
+    pub queued: Duration,
+}
+
+/// Called once with the job's result, on the worker thread; keep it short (send on a channel).
+pub type Reply = Box<dyn FnOnce(Result<AsrOutput, AsrError>) + Send>;
+
+/// One unit of work.
+pub struct AsrJob {
+    /// Final or partial.
+    pub kind: JobKind,
+    /// 16 kHz mono audio.
+    pub samples: Vec<f32>,
+    /// Decoder options (vocabulary prompt).
+    pub options: DecodeOptions,
+    /// Where the result goes.
+    pub reply: Reply,
+}
+
+impl std::fmt::Debug for AsrJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsrJob")
+            .field("kind", &self.kind)
+            .field("seconds", &(self.samples.len() as f64 / f64::from(TARGET_RATE)))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Pool sizing.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolConfig {
+    /// Worker threads (each with its own whisper state).
+    pub workers: usize,
+    /// Threads whisper uses inside one call.
+    pub threads_per_worker: usize,
+    /// Finals that may wait; past this, submitting a final fails (back-pressure, not loss).
+    pub max_queued_finals: usize,
+    /// Partials that may wait; past this the oldest waiting partial is dropped.
+    pub max_queued_partials: usize,
+}
+
+impl PoolConfig {
+    /// Sized to the machine: one worker per two cores (two threads each), at least one.
+    pub fn for_cores(cores: usize) -> Self {
+        let cores = cores.max(1);
+        let workers = (cores / 2).max(1);
+        PoolConfig {
+            workers,
+            threads_per_worker: (cores / workers).max(1),
+            max_queued_finals: 256,
+            max_queued_partials: workers,
+        }
+    }
+}
+
+/// A job the pool did not accept, handed back so the caller can retry it.
+#[derive(Debug)]
+pub struct Rejected {
+    /// Why.
+    pub error: SubmitError,
+    /// The job, untouched.
+    pub job: AsrJob,
+}
+
+/// Why a job was not accepted.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SubmitError {
+    /// The final queue is full: the caller should retry shortly.
+    #[error("transcription queue is full")]
+    Full,
+    /// The pool is shutting down.
+    #[error("transcription pool is closed")]
+    Closed,
+}
+
+struct Queued {
+    job: AsrJob,
+    at: Instant,
+}
+
+#[derive(Default)]
+struct Queues {
+    finals: VecDeque<Queued>,
+    partials: VecDeque<Queued>,
+    closed: bool,
+}
+
+/// Counters exported as metrics.
+#[derive(Debug, Default)]
+pub struct PoolStats {
+    /// Partials dropped because the machine was saturated.
+    pub dropped_partials: AtomicU64,
+    /// Finals decoded.
+    pub finals_done: AtomicU64,
+    /// Partials decoded.
+    pub partials_done: AtomicU64,
+}
+
+struct Shared {
+    queues: Mutex<Queues>,
+    wake: Condvar,
+    stats: PoolStats,
+    config: PoolConfig,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queues> {
+        // A worker that panicked while holding the lock leaves the queues consistent (only
+        // push/pop happen under it), so the poison can be ignored.
+        self.queues.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The worker pool. Cloning shares it.
+#[derive(Clone)]
+pub struct WorkerPool {
+    shared: Arc<Shared>,
+    handles: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl std::fmt::Debug for WorkerPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerPool")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WorkerPool {
+    /// Starts `config.workers` named threads, each with its own whisper state.
+    pub fn start(model: &WhisperModel, config: PoolConfig) -> Result<Self, AsrError> {
+        let shared = Arc::new(Shared {
+            queues: Mutex::new(Queues::default()),
+            wake: Condvar::new(),
+            stats: PoolStats::default(),
+            config,
+        });
+        let mut handles = Vec::new();
+        for index in 0..config.workers.max(1) {
+            let mut worker = model.worker(config.threads_per_worker)?;
+            let shared = Arc::clone(&shared);
+            let name = format!("asr-worker-{index}");
+            let handle = std::thread::Builder::new()
+                .name(name.clone())
+                .spawn(move || {
+                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        worker_loop(&shared, &mut worker);
+                    }));
+                    match outcome {
+                        Ok(()) => tracing::debug!(worker = %name, "stopped: pool closed"),
+                        Err(_) => tracing::error!(worker = %name, "stopped: panicked"),
+                    }
+                })
+                .map_err(|e| AsrError::Inference(format!("spawning a worker: {e}")))?;
+            handles.push(handle);
+        }
+        Ok(WorkerPool {
+            shared,
+            handles: Arc::new(Mutex::new(handles)),
+        })
+    }
+
+    /// The pool's sizing.
+    pub fn config(&self) -> PoolConfig {
+        self.shared.config
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &PoolStats {
+        &self.shared.stats
+    }
+
+    /// Jobs waiting (finals, partials).
+    pub fn queued(&self) -> (usize, usize) {
+        let q = self.shared.lock();
+        (q.finals.len(), q.partials.len())
+    }
+
+    /// Queues a job. A final fails only when the final queue is full or the pool is closed; a
+    /// partial never fails: when its queue is full the oldest waiting partial is dropped (its
+    /// reply gets [`AsrError::Dropped`]) and counted.
+    pub fn submit(&self, job: AsrJob) -> Result<(), Rejected> {
+        let mut q = self.shared.lock();
+        if q.closed {
+            return Err(Rejected {
+                error: SubmitError::Closed,
+                job,
+            });
+        }
+        let queued = Queued {
+            job,
+            at: Instant::now(),
+        };
+        match queued.job.kind {
+            JobKind::Final => {
+                if q.finals.len() >= self.shared.config.max_queued_finals {
+                    return Err(Rejected {
+                        error: SubmitError::Full,
+                        job: queued.job,
+                    });
+                }
+                q.finals.push_back(queued);
+            }
+            JobKind::Partial => {
+                let mut dropped = Vec::new();
+                while q.partials.len() >= self.shared.config.max_queued_partials.max(1) {
+                    if let Some(old) = q.partials.pop_front() {
+                        dropped.push(old.job.reply);
+                    }
+                    self.shared.stats.dropped_partials.fetch_add(1, Ordering::Relaxed);
+                }
+                q.partials.push_back(queued);
+                drop(q);
+                self.shared.wake.notify_one();
+                for reply in dropped {
+                    reply(Err(AsrError::Dropped));
+                }
+                return Ok(());
+            }
+        }
+        drop(q);
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    /// Stops accepting jobs, lets the workers finish the finals already queued, drops queued
+    /// partials, and joins the threads.
+    pub fn shutdown(&self) {
+        {
+            let mut q = self.shared.lock();
+            q.closed = true;
+            let dropped: Vec<Queued> = q.partials.drain(..).collect();
+            self.shared
+                .stats
+                .dropped_partials
+                .fetch_add(dropped.len() as u64, Ordering::Relaxed);
+            drop(q);
+            for d in dropped {
+                (d.job.reply)(Err(AsrError::Dropped));
+            }
+        }
+        self.shared.wake.notify_all();
+        let handles = std::mem::take(&mut *self.handles.lock().unwrap_or_else(|p| p.into_inner()));
+        for h in handles {
+            let _ = h.join();
+        }
+    }
+}
+
+fn worker_loop(shared: &Shared, worker: &mut super::WhisperWorker) {
+    loop {
+        let next = {
+            let mut q = shared.lock();
+            loop {
+                if let Some(job) = q.finals.pop_front() {
+                    break Some(job);
+                }
+                if let Some(job) = q.partials.pop_front() {
+                    break Some(job);
+                }
+                if q.closed {
+                    break None;
+                }
+                q = shared.wake.wait(q).unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        let Some(Queued { job, at }) = next else {
+            return;
+        };
+        let queued = at.elapsed();
+        let started = Instant::now();
+        let result = worker
+            .transcribe(&job.samples, &job.options)
+            .map(|segments| AsrOutput {
+                segments: filter::clean_segments(segments),
+                compute: started.elapsed(),
+                queued,
+            });
+        let counter = match job.kind {
+            JobKind::Final => &shared.stats.finals_done,
+            JobKind::Partial => &shared.stats.partials_done,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        (job.reply)(result);
+    }
+}
+
+impl super::Transcriber for WorkerPool {
+    fn submit(&self, job: AsrJob) -> Result<(), Rejected> {
+        WorkerPool::submit(self, job)
+    }
+
+    fn name(&self) -> &str {
+        "whisper.cpp"
+    }
+}

@@ -1,0 +1,498 @@
+//! Streaming transcription of one session: utterances cut at pauses are transcribed as soon as
+//! they end (finals), and the utterance in progress is re-decoded every ~0.7 s for captions
+//! (partials) stabilised with local agreement, so that shown words do not flicker.
+//!
+//! [`StreamingTranscriber`] is a pure state machine: audio and VAD events in, decode requests
+//! out, results in, transcript events out. Whoever drives it (a session task, the CLI, a test)
+//! sends the requests to a [`Transcriber`](super::Transcriber) and feeds the results back.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::segmenter::{Segmenter, SegmenterConfig};
+use super::{AsrError, DecodeOptions, Segment, join_text};
+use crate::audio::{TARGET_RATE, VadEvent};
+use crate::text::normalize;
+
+/// Settings of the streaming transcriber.
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    /// Where utterances are cut.
+    pub segmenter: SegmenterConfig,
+    /// New audio needed before the next partial caption.
+    pub partial_interval_s: f64,
+    /// No partials at all (batch use, or a saturated machine).
+    pub partials: bool,
+    /// Shortest speech worth decoding (clicks and breaths are shorter).
+    pub min_utterance_s: f64,
+    /// Vocabulary prompt for the decoder.
+    pub prompt: Option<Arc<str>>,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        StreamConfig {
+            segmenter: SegmenterConfig::default(),
+            partial_interval_s: 0.7,
+            partials: true,
+            min_utterance_s: 0.3,
+            prompt: None,
+        }
+    }
+}
+
+/// A decode the driver must run.
+#[derive(Debug)]
+pub struct AsrRequest {
+    /// Identifies the request when its result comes back.
+    pub id: u64,
+    /// Final or partial.
+    pub kind: super::pool::JobKind,
+    /// The utterance it belongs to.
+    pub utterance: u64,
+    /// The audio.
+    pub samples: Vec<f32>,
+    /// Decoder options.
+    pub options: DecodeOptions,
+}
+
+/// What the transcript gained.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TranscriptEvent {
+    /// A caption of the utterance in progress: `stable` only ever grows within an utterance.
+    Partial {
+        /// The utterance.
+        utterance: u64,
+        /// Words two consecutive hypotheses agreed on; never retracted.
+        stable: String,
+        /// The latest hypothesis beyond the stable words; may change.
+        unstable: String,
+        /// How much of the utterance's audio the caption covers (session clock, seconds).
+        audio_end_s: f64,
+    },
+    /// The text of a finished utterance, emitted once, in utterance order, never changed.
+    Final {
+        /// The utterance.
+        utterance: u64,
+        /// The text.
+        text: String,
+        /// Segments on the session clock.
+        segments: Vec<Segment>,
+        /// Utterance start (session clock, seconds).
+        start_s: f64,
+        /// Utterance end (session clock, seconds).
+        end_s: f64,
+        /// Cut at the length limit rather than at a pause.
+        forced: bool,
+    },
+}
+
+#[derive(Debug)]
+struct OpenUtterance {
+    id: u64,
+    /// Stable words from local agreement.
+    stable: Vec<String>,
+    /// The previous partial hypothesis.
+    previous: Vec<String>,
+    /// Audio position (samples) of the last partial request.
+    last_partial_at: usize,
+}
+
+#[derive(Debug)]
+struct PendingFinal {
+    start_s: f64,
+    end_s: f64,
+    forced: bool,
+    result: Option<Result<Vec<Segment>, AsrError>>,
+}
+
+/// One session's streaming transcription state.
+#[derive(Debug)]
+pub struct StreamingTranscriber {
+    config: StreamConfig,
+    segmenter: Segmenter,
+    /// Audio kept from `buffer_start` (session samples) on.
+    buffer: Vec<f32>,
+    buffer_start: usize,
+    /// Session samples received.
+    total: usize,
+    next_request: u64,
+    next_utterance: u64,
+    open: Option<OpenUtterance>,
+    /// Request id → utterance id, for partials in flight.
+    partials_in_flight: BTreeMap<u64, (u64, usize)>,
+    /// Request id → utterance id, for finals in flight.
+    finals_in_flight: BTreeMap<u64, u64>,
+    /// Finals by utterance, emitted strictly in order.
+    pending_finals: BTreeMap<u64, PendingFinal>,
+    next_final_to_emit: u64,
+}
+
+fn hypothesis_words(segments: &[Segment]) -> Vec<String> {
+    join_text(segments)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+impl StreamingTranscriber {
+    /// A transcriber for a new session.
+    pub fn new(config: StreamConfig) -> Self {
+        StreamingTranscriber {
+            segmenter: Segmenter::new(config.segmenter),
+            config,
+            buffer: Vec::new(),
+            buffer_start: 0,
+            total: 0,
+            next_request: 0,
+            next_utterance: 0,
+            open: None,
+            partials_in_flight: BTreeMap::new(),
+            finals_in_flight: BTreeMap::new(),
+            pending_finals: BTreeMap::new(),
+            next_final_to_emit: 0,
+        }
+    }
+
+    /// Session audio received so far, seconds.
+    pub fn now_s(&self) -> f64 {
+        self.total as f64 / f64::from(TARGET_RATE)
+    }
+
+    /// Whether any final is still being decoded.
+    pub fn finals_pending(&self) -> bool {
+        !self.pending_finals.is_empty()
+    }
+
+    /// Whether an utterance is open (speech not yet cut).
+    pub fn utterance_open(&self) -> bool {
+        self.segmenter.is_open()
+    }
+
+    /// Requests in flight (finals + partials).
+    pub fn in_flight(&self) -> usize {
+        self.partials_in_flight.len() + self.finals_in_flight.len()
+    }
+
+    fn options(&self) -> DecodeOptions {
+        DecodeOptions {
+            prompt: self.config.prompt.as_deref().map(str::to_string),
+            full_window: false,
+        }
+    }
+
+    fn slice(&self, start: usize, end: usize) -> &[f32] {
+        let s = start.saturating_sub(self.buffer_start).min(self.buffer.len());
+        let e = end.saturating_sub(self.buffer_start).min(self.buffer.len());
+        &self.buffer[s..e.max(s)]
+    }
+
+    /// Pushes 16 kHz audio and the VAD events decided on it; returns decodes to run.
+    pub fn push(&mut self, audio: &[f32], events: &[VadEvent]) -> Vec<AsrRequest> {
+        self.buffer.extend_from_slice(audio);
+        self.total += audio.len();
+        for e in events {
+            self.segmenter.on_event(*e);
+        }
+        let mut requests = Vec::new();
+        let now = self.now_s();
+        while let Some(span) = self.segmenter.poll(now) {
+            self.close_utterance(span, &mut requests);
+        }
+        if self.segmenter.is_open() && self.open.is_none() {
+            self.open = Some(OpenUtterance {
+                id: self.next_utterance,
+                stable: Vec::new(),
+                previous: Vec::new(),
+                last_partial_at: self.segmenter.open_start_sample().unwrap_or(self.total),
+            });
+            self.next_utterance += 1;
+        }
+        self.maybe_partial(&mut requests);
+        self.trim();
+        requests
+    }
+
+    fn maybe_partial(&mut self, requests: &mut Vec<AsrRequest>) {
+        if !self.config.partials {
+            return;
+        }
+        let Some(open) = &self.open else { return };
+        let interval = (self.config.partial_interval_s * f64::from(TARGET_RATE)) as usize;
+        let busy = self.partials_in_flight.values().any(|(u, _)| *u == open.id);
+        if busy || self.total < open.last_partial_at + interval {
+            return;
+        }
+        let Some(start) = self.segmenter.open_start_sample() else {
+            return;
+        };
+        let (id, utterance, total) = (self.next_request, open.id, self.total);
+        let samples = self.slice(start, total).to_vec();
+        if samples.len() < (self.config.min_utterance_s * f64::from(TARGET_RATE)) as usize {
+            return;
+        }
+        self.next_request += 1;
+        self.partials_in_flight.insert(id, (utterance, total));
+        if let Some(open) = self.open.as_mut() {
+            open.last_partial_at = total;
+        }
+        requests.push(AsrRequest {
+            id,
+            kind: super::pool::JobKind::Partial,
+            utterance,
+            samples,
+            options: self.options(),
+        });
+    }
+
+    fn close_utterance(&mut self, span: super::segmenter::UtteranceSpan, requests: &mut Vec<AsrRequest>) {
+        let utterance = match self.open.take() {
+            Some(open) => open.id,
+            None => {
+                let id = self.next_utterance;
+                self.next_utterance += 1;
+                id
+            }
+        };
+        let samples = self.slice(span.start, span.end).to_vec();
+        let pending = PendingFinal {
+            start_s: span.start_s(),
+            end_s: span.end_s(),
+            forced: span.forced,
+            result: None,
+        };
+        if span.speech_s < self.config.min_utterance_s {
+            // Too short to be words: resolved as empty without decoding.
+            self.pending_finals.insert(
+                utterance,
+                PendingFinal {
+                    result: Some(Ok(Vec::new())),
+                    ..pending
+                },
+            );
+            return;
+        }
+        let id = self.next_request;
+        self.next_request += 1;
+        self.finals_in_flight.insert(id, utterance);
+        self.pending_finals.insert(utterance, pending);
+        requests.push(AsrRequest {
+            id,
+            kind: super::pool::JobKind::Final,
+            utterance,
+            samples,
+            options: self.options(),
+        });
+    }
+
+    /// Drops audio nobody can ask for any more (before the open utterance's pre-roll).
+    fn trim(&mut self) {
+        let keep_from = match self.segmenter.open_start_sample() {
+            Some(s) => s,
+            None => self
+                .total
+                .saturating_sub((self.config.segmenter.pre_roll_s * 2.0 * f64::from(TARGET_RATE)) as usize),
+        };
+        if keep_from > self.buffer_start + TARGET_RATE as usize {
+            let cut = keep_from - self.buffer_start;
+            self.buffer.drain(..cut);
+            self.buffer_start = keep_from;
+        }
+    }
+
+    /// Ends the stream: the open utterance becomes a final.
+    pub fn finish(&mut self) -> Vec<AsrRequest> {
+        let mut requests = Vec::new();
+        if let Some(span) = self.segmenter.finish(self.now_s()) {
+            self.close_utterance(span, &mut requests);
+        }
+        requests
+    }
+
+    /// Feeds a decode result back; returns the transcript events it completes.
+    pub fn on_result(&mut self, request: u64, result: Result<Vec<Segment>, AsrError>) -> Vec<TranscriptEvent> {
+        let mut events = Vec::new();
+        if let Some((utterance, audio_end)) = self.partials_in_flight.remove(&request) {
+            let Ok(segments) = result else {
+                return events;
+            };
+            // A partial for an utterance that has since closed is stale.
+            let Some(open) = self.open.as_mut().filter(|o| o.id == utterance) else {
+                return events;
+            };
+            let hyp = hypothesis_words(&segments);
+            let agreed = hyp
+                .iter()
+                .zip(&open.previous)
+                .take_while(|(a, b)| normalize(a) == normalize(b))
+                .count();
+            if agreed > open.stable.len() {
+                let extra: Vec<String> = hyp[open.stable.len()..agreed].to_vec();
+                open.stable.extend(extra);
+            }
+            let unstable = if hyp.len() > open.stable.len() {
+                hyp[open.stable.len()..].join(" ")
+            } else {
+                String::new()
+            };
+            open.previous = hyp;
+            events.push(TranscriptEvent::Partial {
+                utterance,
+                stable: open.stable.join(" "),
+                unstable,
+                audio_end_s: audio_end as f64 / f64::from(TARGET_RATE),
+            });
+            return events;
+        }
+        if let Some(utterance) = self.finals_in_flight.remove(&request) {
+            if let Some(p) = self.pending_finals.get_mut(&utterance) {
+                p.result = Some(result);
+            }
+        }
+        self.emit_ready_finals(&mut events);
+        events
+    }
+
+    /// Emits finals that are complete and next in order. Also called after `push` results in
+    /// empty finals that need no decoding.
+    pub fn drain_ready(&mut self) -> Vec<TranscriptEvent> {
+        let mut events = Vec::new();
+        self.emit_ready_finals(&mut events);
+        events
+    }
+
+    fn emit_ready_finals(&mut self, events: &mut Vec<TranscriptEvent>) {
+        while let Some(p) = self.pending_finals.get(&self.next_final_to_emit) {
+            if p.result.is_none() {
+                break;
+            }
+            let utterance = self.next_final_to_emit;
+            let Some(p) = self.pending_finals.remove(&utterance) else {
+                break;
+            };
+            self.next_final_to_emit += 1;
+            let segments = match p.result {
+                Some(Ok(segs)) => segs
+                    .into_iter()
+                    .map(|mut s| {
+                        s.start_s += p.start_s;
+                        s.end_s = (s.end_s + p.start_s).min(p.end_s);
+                        s
+                    })
+                    .collect::<Vec<_>>(),
+                Some(Err(e)) => {
+                    tracing::error!(utterance, error = %e, "final transcription failed");
+                    Vec::new()
+                }
+                None => Vec::new(),
+            };
+            events.push(TranscriptEvent::Final {
+                utterance,
+                text: join_text(&segments),
+                segments,
+                start_s: p.start_s,
+                end_s: p.end_s,
+                forced: p.forced,
+            });
+        }
+        // Utterance ids with no pending entry (none were ever created for them) are skipped.
+        while !self.pending_finals.contains_key(&self.next_final_to_emit)
+            && self.next_final_to_emit < self.next_utterance
+            && self.open.as_ref().is_none_or(|o| o.id != self.next_final_to_emit)
+        {
+            self.next_final_to_emit += 1;
+            if let Some(p) = self.pending_finals.get(&self.next_final_to_emit) {
+                if p.result.is_none() {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Forgets everything (a new session).
+    pub fn reset(&mut self) {
+        *self = StreamingTranscriber::new(self.config.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::asr::pool::JobKind;
+
+    fn seg(text: &str) -> Segment {
+        Segment {
+            start_s: 0.0,
+            end_s: 1.0,
+            text: text.into(),
+            no_speech_prob: 0.0,
+        }
+    }
+
+    fn speech(t: &mut StreamingTranscriber, seconds: f64) -> Vec<AsrRequest> {
+        let n = (seconds * 16_000.0) as usize;
+        t.push(&vec![0.1; n], &[])
+    }
+
+    #[test]
+    fn stable_words_only_grow_and_finals_come_in_order() {
+        let mut t = StreamingTranscriber::new(StreamConfig::default());
+        let mut reqs = t.push(&vec![0.0; 16_000], &[VadEvent::SpeechStart { at_s: 1.0 }]);
+        reqs.extend(speech(&mut t, 1.0));
+        let partial = reqs.into_iter().find(|r| r.kind == JobKind::Partial).expect("partial");
+        let e = t.on_result(partial.id, Ok(vec![seg("the patient has")]));
+        assert!(matches!(&e[0], TranscriptEvent::Partial { stable, .. } if stable.is_empty()));
+        let p2 = speech(&mut t, 0.8).into_iter().find(|r| r.kind == JobKind::Partial).expect("p2");
+        let e = t.on_result(p2.id, Ok(vec![seg("the patient has chest pain")]));
+        assert!(matches!(&e[0], TranscriptEvent::Partial { stable, .. } if stable == "the patient has"));
+        // A later hypothesis that disagrees never retracts stable words.
+        let p3 = speech(&mut t, 0.8).into_iter().find(|r| r.kind == JobKind::Partial).expect("p3");
+        let e = t.on_result(p3.id, Ok(vec![seg("a patient had chest pains")]));
+        assert!(matches!(&e[0], TranscriptEvent::Partial { stable, .. } if stable == "the patient has"));
+
+        // End of speech, pause: a final for utterance 0; a second utterance follows.
+        let now = t.now_s();
+        let mut reqs = t.push(&vec![0.0; 8_000], &[VadEvent::SpeechEnd { at_s: now }]);
+        reqs.extend(t.push(&vec![0.0; 16_000], &[VadEvent::SpeechStart { at_s: now + 1.2 }]));
+        reqs.extend(speech(&mut t, 1.0));
+        let now = t.now_s();
+        reqs.extend(t.push(&vec![0.0; 16_000], &[VadEvent::SpeechEnd { at_s: now }]));
+        let finals: Vec<&AsrRequest> = reqs.iter().filter(|r| r.kind == JobKind::Final).collect();
+        assert_eq!(finals.len(), 2);
+        // The second final finishes first: nothing is emitted until the first is in.
+        assert!(t.on_result(finals[1].id, Ok(vec![seg("second")])).is_empty());
+        let e = t.on_result(finals[0].id, Ok(vec![seg("first")]));
+        let texts: Vec<&str> = e
+            .iter()
+            .filter_map(|e| match e {
+                TranscriptEvent::Final { text, .. } => Some(text.as_str()),
+                TranscriptEvent::Partial { .. } => None,
+            })
+            .collect();
+        assert_eq!(texts, ["first", "second"]);
+    }
+
+    #[test]
+    fn stale_partials_are_ignored_and_clicks_are_not_decoded() {
+        let mut t = StreamingTranscriber::new(StreamConfig::default());
+        let mut reqs = t.push(&vec![0.0; 1_600], &[VadEvent::SpeechStart { at_s: 0.05 }]);
+        reqs.extend(speech(&mut t, 1.0));
+        let partial = reqs.iter().find(|r| r.kind == JobKind::Partial).expect("partial").id;
+        let now = t.now_s();
+        let reqs = t.push(&vec![0.0; 16_000], &[VadEvent::SpeechEnd { at_s: now }]);
+        assert!(t.on_result(partial, Ok(vec![seg("late words")])).is_empty());
+        let fin = reqs.iter().find(|r| r.kind == JobKind::Final).expect("final");
+        assert!(!t.on_result(fin.id, Ok(vec![seg("words")])).is_empty());
+
+        // A 0.1 s click: its final resolves empty without a decode.
+        let now = t.now_s();
+        let reqs = t.push(&vec![0.0; 100], &[VadEvent::SpeechStart { at_s: now }, VadEvent::SpeechEnd { at_s: now + 0.0 }]);
+        let reqs2 = t.push(&vec![0.0; 16_000], &[]);
+        assert!(reqs.iter().chain(&reqs2).all(|r| r.kind != JobKind::Final));
+        let e = t.drain_ready();
+        assert!(matches!(&e[..], [TranscriptEvent::Final { text, .. }] if text.is_empty()), "{e:?}");
+    }
+}
