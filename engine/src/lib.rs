@@ -3,6 +3,7 @@
 
 pub mod asr;
 pub mod audio;
+pub mod irt;
 pub mod model;
 pub mod rubric;
 pub mod text;
