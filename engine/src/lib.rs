@@ -3,7 +3,10 @@
 
 pub mod asr;
 pub mod audio;
+pub mod interview;
 pub mod irt;
 pub mod model;
+pub mod report;
 pub mod rubric;
+pub mod scoring;
 pub mod text;

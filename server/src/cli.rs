@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use nextmark_engine::asr::WhisperModel;
 use nextmark_engine::asr::driver::{DriveOptions, transcribe_stream};
 use nextmark_engine::asr::pool::{PoolConfig, WorkerPool};
-use nextmark_engine::asr::WhisperModel;
 use nextmark_engine::audio::{DecodeLimits, decode_file};
 use nextmark_engine::model::{convert_ct2_dir, verify_ggml};
 use nextmark_engine::rubric;
@@ -39,6 +39,53 @@ pub enum Command {
         /// Rubric action.
         #[command(subcommand)]
         action: RubricAction,
+    },
+    /// Score one answer (text or audio) to one rubric item.
+    Score {
+        /// Discipline id (a file in the rubrics directory).
+        #[arg(long)]
+        discipline: String,
+        /// Item id.
+        #[arg(long)]
+        item: String,
+        /// The answer as text.
+        #[arg(long, conflicts_with = "audio", required_unless_present = "audio")]
+        text: Option<String>,
+        /// The answer as an audio file (transcribed first).
+        #[arg(long)]
+        audio: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Rubrics directory.
+        #[arg(long, default_value = "rubrics", env = "NEXTMARK_RUBRICS")]
+        rubrics: PathBuf,
+        /// A ggml Whisper model (for audio answers).
+        #[arg(long, env = "NEXTMARK_MODEL")]
+        model: Option<PathBuf>,
+    },
+    /// Run a whole interview from answers given in order (text, or audio files).
+    Interview {
+        /// Discipline id.
+        #[arg(long)]
+        discipline: String,
+        /// Seed (same seed and answers → same interview).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Answers, in order: text, or paths of audio files.
+        answers: Vec<String>,
+        /// Write the JSON report here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write the HTML report here.
+        #[arg(long)]
+        html: Option<PathBuf>,
+        /// Rubrics directory.
+        #[arg(long, default_value = "rubrics", env = "NEXTMARK_RUBRICS")]
+        rubrics: PathBuf,
+        /// A ggml Whisper model (for audio answers).
+        #[arg(long, env = "NEXTMARK_MODEL")]
+        model: Option<PathBuf>,
     },
     /// Transcribe audio files through the live session's audio path.
     Transcribe {
@@ -111,6 +158,32 @@ pub fn default_threads() -> usize {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Model { action } => model(action),
+        Command::Score {
+            discipline,
+            item,
+            text,
+            audio,
+            json,
+            rubrics,
+            model,
+        } => crate::interview_cli::score(&rubrics, &discipline, &item, text, audio, json, model),
+        Command::Interview {
+            discipline,
+            seed,
+            answers,
+            json,
+            html,
+            rubrics,
+            model,
+        } => crate::interview_cli::interview(
+            &rubrics,
+            &discipline,
+            seed,
+            &answers,
+            json,
+            html,
+            model,
+        ),
         Command::Rubric {
             action: RubricAction::Check { path },
         } => rubric_check(path.unwrap_or_else(|| PathBuf::from("rubrics"))),
@@ -228,7 +301,11 @@ fn transcribe(
         realtime,
         ..DriveOptions::default()
     };
-    options.stream.prompt = glossary.as_deref().map(read_glossary).transpose()?.map(Into::into);
+    options.stream.prompt = glossary
+        .as_deref()
+        .map(read_glossary)
+        .transpose()?
+        .map(Into::into);
     let stdout = std::io::stdout();
     let mut failures = 0;
     for (i, file) in files.iter().enumerate() {

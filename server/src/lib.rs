@@ -2,4 +2,5 @@
 //! API, transports and storage.
 
 pub mod cli;
+pub mod interview_cli;
 pub mod models;

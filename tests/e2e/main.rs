@@ -3,5 +3,6 @@
 
 mod audio_fixtures;
 mod helpers;
+mod interview_cli;
 mod model;
 mod transcribe;

@@ -121,7 +121,11 @@ pub fn transcribe_stream(
     while stream.in_flight() > 0 || stream.finals_pending() {
         match rx.recv_timeout(Duration::from_secs(120)) {
             Ok(done) => handle(&mut stream, done, &mut run, started),
-            Err(_) => return Err(AsrError::Inference("transcription backend stopped answering".into())),
+            Err(_) => {
+                return Err(AsrError::Inference(
+                    "transcription backend stopped answering".into(),
+                ));
+            }
         }
         collect(&mut stream, &mut run, started);
     }
@@ -136,7 +140,11 @@ pub fn transcribe_stream(
     Ok(run)
 }
 
-fn submit_all(backend: &dyn Transcriber, requests: Vec<AsrRequest>, tx: &mpsc::Sender<Done>) -> Result<(), AsrError> {
+fn submit_all(
+    backend: &dyn Transcriber,
+    requests: Vec<AsrRequest>,
+    tx: &mpsc::Sender<Done>,
+) -> Result<(), AsrError> {
     for r in requests {
         let mut job = Some(AsrJob {
             kind: r.kind,
@@ -165,8 +173,16 @@ fn submit_all(backend: &dyn Transcriber, requests: Vec<AsrRequest>, tx: &mpsc::S
     Ok(())
 }
 
-fn handle(stream: &mut StreamingTranscriber, (id, result): Done, run: &mut StreamRun, started: Instant) {
-    let compute_s = result.as_ref().map(|o| o.compute.as_secs_f64()).unwrap_or(0.0);
+fn handle(
+    stream: &mut StreamingTranscriber,
+    (id, result): Done,
+    run: &mut StreamRun,
+    started: Instant,
+) {
+    let compute_s = result
+        .as_ref()
+        .map(|o| o.compute.as_secs_f64())
+        .unwrap_or(0.0);
     if matches!(result, Err(AsrError::Dropped)) {
         run.dropped_partials += 1;
     }

@@ -114,17 +114,29 @@ mod tests {
 
     #[test]
     fn stock_phrases_and_annotations_are_dropped() {
-        for t in ["Thanks for watching!", " [BLANK_AUDIO]", "(music)", "See you in the next video.", "you"] {
+        for t in [
+            "Thanks for watching!",
+            " [BLANK_AUDIO]",
+            "(music)",
+            "See you in the next video.",
+            "you",
+        ] {
             assert!(is_hallucination(&seg(t, 0.1)), "{t}");
         }
-        assert!(!is_hallucination(&seg("Thank you for the question, I would start with an ECG.", 0.1)));
+        assert!(!is_hallucination(&seg(
+            "Thank you for the question, I would start with an ECG.",
+            0.1
+        )));
         assert!(is_hallucination(&seg("Okay.", 0.9)));
         assert!(!is_hallucination(&seg("Okay.", 0.1)));
     }
 
     #[test]
     fn loops_collapse_but_normal_repeats_stay() {
-        assert_eq!(collapse_repeats("I think I think I think I think that"), "I think that");
+        assert_eq!(
+            collapse_repeats("I think I think I think I think that"),
+            "I think that"
+        );
         assert_eq!(collapse_repeats("very very good"), "very very good");
         assert_eq!(collapse_repeats("no no no no no"), "no");
         assert_eq!(collapse_repeats("the the cat"), "the the cat");

@@ -50,7 +50,10 @@ impl std::fmt::Debug for AsrJob {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AsrJob")
             .field("kind", &self.kind)
-            .field("seconds", &(self.samples.len() as f64 / f64::from(TARGET_RATE)))
+            .field(
+                "seconds",
+                &(self.samples.len() as f64 / f64::from(TARGET_RATE)),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -236,7 +239,10 @@ impl WorkerPool {
                     if let Some(old) = q.partials.pop_front() {
                         dropped.push(old.job.reply);
                     }
-                    self.shared.stats.dropped_partials.fetch_add(1, Ordering::Relaxed);
+                    self.shared
+                        .stats
+                        .dropped_partials
+                        .fetch_add(1, Ordering::Relaxed);
                 }
                 q.partials.push_back(queued);
                 drop(q);

@@ -18,7 +18,7 @@ pub struct SegmenterConfig {
 impl Default for SegmenterConfig {
     fn default() -> Self {
         SegmenterConfig {
-            min_pause_s: 0.45,
+            min_pause_s: 0.55,
             pre_roll_s: 0.25,
             post_roll_s: 0.3,
             max_utterance_s: 28.0,
@@ -167,8 +167,8 @@ mod tests {
         assert_eq!(s.poll(2.3), None);
         s.on_event(VadEvent::SpeechStart { at_s: 2.35 });
         s.on_event(VadEvent::SpeechEnd { at_s: 3.0 });
-        assert_eq!(s.poll(3.4), None);
-        let u = s.poll(3.5).unwrap();
+        assert_eq!(s.poll(3.5), None);
+        let u = s.poll(3.6).unwrap();
         assert_eq!((u.start, u.end, u.forced), (12_000, 52_800, false));
         assert!((u.speech_s - 2.0).abs() < 1e-9);
         assert_eq!(s.poll(10.0), None);

@@ -185,7 +185,9 @@ impl StreamingTranscriber {
     }
 
     fn slice(&self, start: usize, end: usize) -> &[f32] {
-        let s = start.saturating_sub(self.buffer_start).min(self.buffer.len());
+        let s = start
+            .saturating_sub(self.buffer_start)
+            .min(self.buffer.len());
         let e = end.saturating_sub(self.buffer_start).min(self.buffer.len());
         &self.buffer[s..e.max(s)]
     }
@@ -248,7 +250,11 @@ impl StreamingTranscriber {
         });
     }
 
-    fn close_utterance(&mut self, span: super::segmenter::UtteranceSpan, requests: &mut Vec<AsrRequest>) {
+    fn close_utterance(
+        &mut self,
+        span: super::segmenter::UtteranceSpan,
+        requests: &mut Vec<AsrRequest>,
+    ) {
         let utterance = match self.open.take() {
             Some(open) => open.id,
             None => {
@@ -292,9 +298,9 @@ impl StreamingTranscriber {
     fn trim(&mut self) {
         let keep_from = match self.segmenter.open_start_sample() {
             Some(s) => s,
-            None => self
-                .total
-                .saturating_sub((self.config.segmenter.pre_roll_s * 2.0 * f64::from(TARGET_RATE)) as usize),
+            None => self.total.saturating_sub(
+                (self.config.segmenter.pre_roll_s * 2.0 * f64::from(TARGET_RATE)) as usize,
+            ),
         };
         if keep_from > self.buffer_start + TARGET_RATE as usize {
             let cut = keep_from - self.buffer_start;
@@ -313,7 +319,11 @@ impl StreamingTranscriber {
     }
 
     /// Feeds a decode result back; returns the transcript events it completes.
-    pub fn on_result(&mut self, request: u64, result: Result<Vec<Segment>, AsrError>) -> Vec<TranscriptEvent> {
+    pub fn on_result(
+        &mut self,
+        request: u64,
+        result: Result<Vec<Segment>, AsrError>,
+    ) -> Vec<TranscriptEvent> {
         let mut events = Vec::new();
         if let Some((utterance, audio_end)) = self.partials_in_flight.remove(&request) {
             let Ok(segments) = result else {
@@ -401,7 +411,10 @@ impl StreamingTranscriber {
         // Utterance ids with no pending entry (none were ever created for them) are skipped.
         while !self.pending_finals.contains_key(&self.next_final_to_emit)
             && self.next_final_to_emit < self.next_utterance
-            && self.open.as_ref().is_none_or(|o| o.id != self.next_final_to_emit)
+            && self
+                .open
+                .as_ref()
+                .is_none_or(|o| o.id != self.next_final_to_emit)
         {
             self.next_final_to_emit += 1;
             if let Some(p) = self.pending_finals.get(&self.next_final_to_emit) {
@@ -442,28 +455,47 @@ mod tests {
         let mut t = StreamingTranscriber::new(StreamConfig::default());
         let mut reqs = t.push(&vec![0.0; 16_000], &[VadEvent::SpeechStart { at_s: 1.0 }]);
         reqs.extend(speech(&mut t, 1.0));
-        let partial = reqs.into_iter().find(|r| r.kind == JobKind::Partial).expect("partial");
+        let partial = reqs
+            .into_iter()
+            .find(|r| r.kind == JobKind::Partial)
+            .expect("partial");
         let e = t.on_result(partial.id, Ok(vec![seg("the patient has")]));
         assert!(matches!(&e[0], TranscriptEvent::Partial { stable, .. } if stable.is_empty()));
-        let p2 = speech(&mut t, 0.8).into_iter().find(|r| r.kind == JobKind::Partial).expect("p2");
+        let p2 = speech(&mut t, 0.8)
+            .into_iter()
+            .find(|r| r.kind == JobKind::Partial)
+            .expect("p2");
         let e = t.on_result(p2.id, Ok(vec![seg("the patient has chest pain")]));
-        assert!(matches!(&e[0], TranscriptEvent::Partial { stable, .. } if stable == "the patient has"));
+        assert!(
+            matches!(&e[0], TranscriptEvent::Partial { stable, .. } if stable == "the patient has")
+        );
         // A later hypothesis that disagrees never retracts stable words.
-        let p3 = speech(&mut t, 0.8).into_iter().find(|r| r.kind == JobKind::Partial).expect("p3");
+        let p3 = speech(&mut t, 0.8)
+            .into_iter()
+            .find(|r| r.kind == JobKind::Partial)
+            .expect("p3");
         let e = t.on_result(p3.id, Ok(vec![seg("a patient had chest pains")]));
-        assert!(matches!(&e[0], TranscriptEvent::Partial { stable, .. } if stable == "the patient has"));
+        assert!(
+            matches!(&e[0], TranscriptEvent::Partial { stable, .. } if stable == "the patient has")
+        );
 
         // End of speech, pause: a final for utterance 0; a second utterance follows.
         let now = t.now_s();
         let mut reqs = t.push(&vec![0.0; 8_000], &[VadEvent::SpeechEnd { at_s: now }]);
-        reqs.extend(t.push(&vec![0.0; 16_000], &[VadEvent::SpeechStart { at_s: now + 1.2 }]));
+        reqs.extend(t.push(
+            &vec![0.0; 16_000],
+            &[VadEvent::SpeechStart { at_s: now + 1.2 }],
+        ));
         reqs.extend(speech(&mut t, 1.0));
         let now = t.now_s();
         reqs.extend(t.push(&vec![0.0; 16_000], &[VadEvent::SpeechEnd { at_s: now }]));
         let finals: Vec<&AsrRequest> = reqs.iter().filter(|r| r.kind == JobKind::Final).collect();
         assert_eq!(finals.len(), 2);
         // The second final finishes first: nothing is emitted until the first is in.
-        assert!(t.on_result(finals[1].id, Ok(vec![seg("second")])).is_empty());
+        assert!(
+            t.on_result(finals[1].id, Ok(vec![seg("second")]))
+                .is_empty()
+        );
         let e = t.on_result(finals[0].id, Ok(vec![seg("first")]));
         let texts: Vec<&str> = e
             .iter()
@@ -480,19 +512,35 @@ mod tests {
         let mut t = StreamingTranscriber::new(StreamConfig::default());
         let mut reqs = t.push(&vec![0.0; 1_600], &[VadEvent::SpeechStart { at_s: 0.05 }]);
         reqs.extend(speech(&mut t, 1.0));
-        let partial = reqs.iter().find(|r| r.kind == JobKind::Partial).expect("partial").id;
+        let partial = reqs
+            .iter()
+            .find(|r| r.kind == JobKind::Partial)
+            .expect("partial")
+            .id;
         let now = t.now_s();
         let reqs = t.push(&vec![0.0; 16_000], &[VadEvent::SpeechEnd { at_s: now }]);
         assert!(t.on_result(partial, Ok(vec![seg("late words")])).is_empty());
-        let fin = reqs.iter().find(|r| r.kind == JobKind::Final).expect("final");
+        let fin = reqs
+            .iter()
+            .find(|r| r.kind == JobKind::Final)
+            .expect("final");
         assert!(!t.on_result(fin.id, Ok(vec![seg("words")])).is_empty());
 
         // A 0.1 s click: its final resolves empty without a decode.
         let now = t.now_s();
-        let reqs = t.push(&vec![0.0; 100], &[VadEvent::SpeechStart { at_s: now }, VadEvent::SpeechEnd { at_s: now + 0.0 }]);
+        let reqs = t.push(
+            &vec![0.0; 100],
+            &[
+                VadEvent::SpeechStart { at_s: now },
+                VadEvent::SpeechEnd { at_s: now + 0.0 },
+            ],
+        );
         let reqs2 = t.push(&vec![0.0; 16_000], &[]);
         assert!(reqs.iter().chain(&reqs2).all(|r| r.kind != JobKind::Final));
         let e = t.drain_ready();
-        assert!(matches!(&e[..], [TranscriptEvent::Final { text, .. }] if text.is_empty()), "{e:?}");
+        assert!(
+            matches!(&e[..], [TranscriptEvent::Final { text, .. }] if text.is_empty()),
+            "{e:?}"
+        );
     }
 }

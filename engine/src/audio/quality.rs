@@ -1,12 +1,12 @@
 //! Recording quality: level, clipping, signal-to-noise, dropouts and long silences, turned into
 //! named flags that feed the reviewer's "technical issues with the recording" feedback.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{TARGET_RATE, rms_dbfs, vad::FRAME};
 
 /// A named problem with a stretch of audio.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum QualityFlag {
     /// No speech at all.
