@@ -599,10 +599,7 @@ fn ggml_tensors(model: &Ct2Model, path: &Path) -> Result<Vec<GgmlTensor>, ModelE
             f16,
         });
     };
-    let mut copy = |from: &str,
-                    to: String,
-                    push: &mut dyn FnMut(String, &Variable, Vec<f32>, Vec<usize>)|
-     -> Result<(), ModelError> {
+    let mut copy = |from: &str, to: String, push: &mut PushFn<'_>| -> Result<(), ModelError> {
         let v = get(from)?;
         let values = v.to_f32(path, from)?;
         let mut dims = v.dims.clone();
@@ -613,7 +610,7 @@ fn ggml_tensors(model: &Ct2Model, path: &Path) -> Result<Vec<GgmlTensor>, ModelE
         Ok(())
     };
     // Splits a fused projection by rows into `parts` equal pieces.
-    let split = |from: &str, parts: usize| -> Result<Vec<(Vec<f32>, Vec<usize>)>, ModelError> {
+    let split = |from: &str, parts: usize| -> Result<Vec<Part>, ModelError> {
         let v = get(from)?;
         let values = v.to_f32(path, from)?;
         let rows = v.dims[0];
@@ -652,10 +649,7 @@ fn ggml_tensors(model: &Ct2Model, path: &Path) -> Result<Vec<GgmlTensor>, ModelE
     )?;
 
     // Self-attention in both stacks: linear_0 fuses q, k, v; k has no bias.
-    let attention = |src: &str,
-                     dst: &str,
-                     push: &mut dyn FnMut(String, &Variable, Vec<f32>, Vec<usize>)|
-     -> Result<(), ModelError> {
+    let attention = |src: &str, dst: &str, push: &mut PushFn<'_>| -> Result<(), ModelError> {
         let w = split(&format!("{src}/linear_0/weight"), 3)?;
         let b = split(&format!("{src}/linear_0/bias"), 3)?;
         let dummy = get(&format!("{src}/linear_0/weight"))?;
@@ -829,17 +823,17 @@ fn ggml_tensors(model: &Ct2Model, path: &Path) -> Result<Vec<GgmlTensor>, ModelE
     Ok(out)
 }
 
-type CopyFn<'a> = dyn FnMut(
-        &str,
-        String,
-        &mut dyn FnMut(String, &Variable, Vec<f32>, Vec<usize>),
-    ) -> Result<(), ModelError>
-    + 'a;
+/// Receives one finished tensor: name, source variable, values, shape.
+type PushFn<'a> = dyn FnMut(String, &Variable, Vec<f32>, Vec<usize>) + 'a;
+/// One piece of a split tensor: values and shape.
+type Part = (Vec<f32>, Vec<usize>);
+
+type CopyFn<'a> = dyn FnMut(&str, String, &mut PushFn<'_>) -> Result<(), ModelError> + 'a;
 
 /// A CT2 layer norm (gamma, beta) → ggml (weight, bias).
 fn ln(
     copy: &mut CopyFn<'_>,
-    push: &mut dyn FnMut(String, &Variable, Vec<f32>, Vec<usize>),
+    push: &mut PushFn<'_>,
     from: &str,
     to: &str,
 ) -> Result<(), ModelError> {

@@ -533,14 +533,15 @@ fn validate(raw: raw::File, c: &mut Checker<'_>) -> Rubric {
     if !valid_id(&raw.id) {
         c.push(None, "id", "must be lowercase letters, digits and '-'");
     }
-    if let Some(stem) = c.file.file_stem().and_then(|s| s.to_str()) {
-        if stem != raw.id && c.file.extension().is_some_and(|e| e == "toml") {
-            c.push(
-                None,
-                "id",
-                format!("{:?} differs from the file name {stem:?}", raw.id),
-            );
-        }
+    if let Some(stem) = c.file.file_stem().and_then(|s| s.to_str())
+        && stem != raw.id
+        && c.file.extension().is_some_and(|e| e == "toml")
+    {
+        c.push(
+            None,
+            "id",
+            format!("{:?} differs from the file name {stem:?}", raw.id),
+        );
     }
     if raw.glossary.is_empty() {
         c.push(None, "glossary", "is empty");
@@ -976,7 +977,9 @@ mod tests {
     }
 
     fn errors(source: &str) -> Vec<RubricIssue> {
-        Rubric::parse(source, Path::new("rubrics/law.toml")).unwrap_err().issues
+        Rubric::parse(source, Path::new("rubrics/law.toml"))
+            .unwrap_err()
+            .issues
     }
 
     #[test]
@@ -986,7 +989,11 @@ mod tests {
         assert_eq!(e.len(), 1, "{e:?}");
         assert!(e[0].message.contains("discriminaton"), "{}", e[0]);
         let line = e[0].line.unwrap();
-        assert!(src.lines().nth(line - 1).unwrap().contains("discriminaton"), "{}", e[0]);
+        assert!(
+            src.lines().nth(line - 1).unwrap().contains("discriminaton"),
+            "{}",
+            e[0]
+        );
     }
 
     #[test]
@@ -994,20 +1001,48 @@ mod tests {
         let src = base();
         let first = src.find("thresholds = [").unwrap();
         let end = first + src[first..].find(']').unwrap();
-        let broken = format!("{}thresholds = [0.5, 0.2, 0.9, 1.0{}", &src[..first], &src[end..]);
+        let broken = format!(
+            "{}thresholds = [0.5, 0.2, 0.9, 1.0{}",
+            &src[..first],
+            &src[end..]
+        );
         let e = errors(&broken);
-        let issue = e.iter().find(|i| i.field == "thresholds").expect("thresholds issue");
+        let issue = e
+            .iter()
+            .find(|i| i.field == "thresholds")
+            .expect("thresholds issue");
         assert!(issue.message.contains("strictly increasing"), "{issue}");
         let item = issue.item.clone().unwrap();
         let shown = issue.to_string();
-        assert!(shown.starts_with("rubrics/law.toml:") && shown.contains(&item), "{shown}");
-        assert!(broken.lines().nth(issue.line.unwrap() - 1).unwrap().contains("thresholds"));
+        assert!(
+            shown.starts_with("rubrics/law.toml:") && shown.contains(&item),
+            "{shown}"
+        );
+        assert!(
+            broken
+                .lines()
+                .nth(issue.line.unwrap() - 1)
+                .unwrap()
+                .contains("thresholds")
+        );
 
-        let dup = src.replacen("id = \"law-privilege-waiver\"", "id = \"law-email-acceptance\"", 1);
-        assert!(errors(&dup).iter().any(|i| i.message.contains("duplicate item id")));
+        let dup = src.replacen(
+            "id = \"law-privilege-waiver\"",
+            "id = \"law-email-acceptance\"",
+            1,
+        );
+        assert!(
+            errors(&dup)
+                .iter()
+                .any(|i| i.message.contains("duplicate item id"))
+        );
 
         let comp = src.replacen("competency = \"", "competency = \"nowhere-", 1);
-        assert!(errors(&comp).iter().any(|i| i.field == "competency" && i.message.contains("nowhere-")));
+        assert!(
+            errors(&comp)
+                .iter()
+                .any(|i| i.field == "competency" && i.message.contains("nowhere-"))
+        );
 
         let probe = src.replacen("concept = \"", "concept = \"Not A Concept ", 1);
         assert!(errors(&probe).iter().any(|i| i.field == "probes.concept"));
@@ -1020,7 +1055,8 @@ mod tests {
         src = src.replace("band = \"advanced\"", "band = \"core\"");
         let e = errors(&src);
         assert!(
-            e.iter().any(|i| i.field == "items" && i.message.contains("Advanced")),
+            e.iter()
+                .any(|i| i.field == "items" && i.message.contains("Advanced")),
             "{e:?}"
         );
     }

@@ -47,8 +47,25 @@ pub fn normalize_for_wer(text: &str) -> String {
 
 fn small_number(word: &str) -> Option<u64> {
     const UNITS: [&str; 20] = [
-        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-        "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+        "zero",
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+        "eleven",
+        "twelve",
+        "thirteen",
+        "fourteen",
+        "fifteen",
+        "sixteen",
+        "seventeen",
+        "eighteen",
         "nineteen",
     ];
     const TENS: [&str; 8] = [
@@ -57,7 +74,9 @@ fn small_number(word: &str) -> Option<u64> {
     if let Some(i) = UNITS.iter().position(|u| *u == word) {
         return Some(i as u64);
     }
-    TENS.iter().position(|t| *t == word).map(|i| 20 + 10 * i as u64)
+    TENS.iter()
+        .position(|t| *t == word)
+        .map(|i| 20 + 10 * i as u64)
 }
 
 /// Parses a run of number words at the start of `tokens`; returns the value and the number of
@@ -72,10 +91,10 @@ fn parse_number(tokens: &[&str]) -> Option<(u64, usize)> {
         let w = tokens[used];
         if let Some(n) = small_number(w) {
             // "twenty five" continues; "five five" is two numbers.
-            if any && current % 10 != 0 && !last_was_tens {
+            if any && !current.is_multiple_of(10) && !last_was_tens {
                 break;
             }
-            if any && current % 100 != 0 && n >= 20 {
+            if any && !current.is_multiple_of(100) && n >= 20 {
                 break;
             }
             current += n;
@@ -89,7 +108,12 @@ fn parse_number(tokens: &[&str]) -> Option<(u64, usize)> {
             total += current.max(1) * scale;
             current = 0;
             last_was_tens = false;
-        } else if w == "and" && any && tokens.get(used + 1).is_some_and(|n| small_number(n).is_some()) {
+        } else if w == "and"
+            && any
+            && tokens
+                .get(used + 1)
+                .is_some_and(|n| small_number(n).is_some())
+        {
             // part of the number
         } else {
             break;
@@ -156,7 +180,13 @@ mod tests {
         assert_eq!(normalize_for_wer("five five"), "5 5");
         assert_eq!(normalize_for_wer("two thousand and twenty six"), "2026");
         assert_eq!(normalize_for_wer("10% and rising"), "10 percent and rising");
-        assert_eq!(wer("a heart rate of one hundred and twenty", "A heart rate of 120."), 0.0);
+        assert_eq!(
+            wer(
+                "a heart rate of one hundred and twenty",
+                "A heart rate of 120."
+            ),
+            0.0
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use nextmark_engine::rubric::{Dimension, Item, Rubric};
 use nextmark_engine::scoring::{AnswerScore, Scorer, SpeechFeatures};
+use nextmark_engine::text::normalize;
 use serde::Deserialize;
 
 /// Share of pairs where the strong answer must win.
@@ -247,6 +248,16 @@ fn spoken_fixture_references_rank_strong_above_weak() {
             );
             assert!(w.shallow, "{id}: the weak answer should read as shallow");
         }
+        // An unpunctuated, lowercase transcript of the strong answer still wins.
+        let plain = normalize(&strong.reference_text);
+        let s = scorer.score(it, &plain, speech(strong).as_ref());
+        let w = scorer.score(it, &weak.reference_text, speech(weak).as_ref());
+        println!("{id:<26} plain  strong {:.2} ({})", s.overall_raw, dims(&s));
+        assert!(
+            s.overall_raw > w.overall_raw,
+            "{id}: plain strong {}",
+            s.overall_raw
+        );
     }
 }
 

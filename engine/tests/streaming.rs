@@ -2,6 +2,8 @@
 //! words (within 2 WER points), chunking-independent finals, stable captions that only grow,
 //! finals emitted once and in order.
 
+#![allow(clippy::unwrap_used)] // a test crate: a failed unwrap is a failed test
+
 use std::path::{Path, PathBuf};
 
 use nextmark_engine::asr::driver::{DriveOptions, StreamRun, transcribe_stream};
@@ -163,9 +165,9 @@ fn lockstep(pool: &WorkerPool, audio: &DecodedAudio) -> Vec<TranscriptEvent> {
     let mut stream = StreamingTranscriber::new(StreamConfig::default());
     let (tx, rx) = std::sync::mpsc::channel();
     let mut events = Vec::new();
-    let mut run = |requests: Vec<nextmark_engine::asr::stream::AsrRequest>,
-                   stream: &mut StreamingTranscriber,
-                   events: &mut Vec<TranscriptEvent>| {
+    let run = |requests: Vec<nextmark_engine::asr::stream::AsrRequest>,
+               stream: &mut StreamingTranscriber,
+               events: &mut Vec<TranscriptEvent>| {
         let n = requests.len();
         for r in requests {
             let tx = tx.clone();

@@ -80,10 +80,10 @@ pub fn speech_features(run: &StreamRun) -> SpeechFeatures {
     let mut last_end: Option<f64> = None;
     for s in &run.segments {
         speech_s += (s.end_s - s.start_s).max(0.0);
-        if let Some(e) = last_end {
-            if s.start_s - e >= 1.0 {
-                pauses.push((e, s.start_s));
-            }
+        if let Some(e) = last_end
+            && s.start_s - e >= 1.0
+        {
+            pauses.push((e, s.start_s));
         }
         last_end = Some(s.end_s);
     }

@@ -53,10 +53,8 @@ pub fn resolve_model(explicit: Option<&Path>) -> Result<PathBuf> {
 /// Installs the default model if it is not already there and valid; returns its path.
 pub fn install_default_model(force: bool) -> Result<(PathBuf, GgmlSummary)> {
     let target = default_model_path();
-    if !force {
-        if let Ok(summary) = verify_ggml(&target) {
-            return Ok((target, summary));
-        }
+    if !force && let Ok(summary) = verify_ggml(&target) {
+        return Ok((target, summary));
     }
     let home = nextmark_home();
     let downloads = home.join("downloads");

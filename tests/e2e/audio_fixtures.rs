@@ -3,8 +3,8 @@
 //! and bad files give typed errors.
 
 use nextmark_engine::audio::{
-    AudioError, DecodeLimits, QualityFlag, StreamResampler, Vad, VadConfig, VadEvent, analyze_quality,
-    decode_bytes, decode_file,
+    AudioError, DecodeLimits, QualityFlag, StreamResampler, Vad, VadConfig, VadEvent,
+    analyze_quality, decode_bytes, decode_file,
 };
 
 use crate::helpers::{fixtures_dir, manifest};
@@ -33,7 +33,10 @@ fn vad_events(samples16: &[f32]) -> Vec<VadEvent> {
 fn every_fixture_decodes_at_its_declared_rate_and_length() {
     let m = manifest();
     let clips = m["clips"].as_array().expect("clips");
-    assert!(clips.len() >= 18, "at least 16 answers plus silence and noise");
+    assert!(
+        clips.len() >= 18,
+        "at least 16 answers plus silence and noise"
+    );
     let mut rates = std::collections::BTreeSet::new();
     for clip in clips {
         let file = fixtures_dir().join(clip["file"].as_str().expect("file"));
@@ -60,21 +63,34 @@ fn vad_finds_each_answers_last_voiced_sample_and_no_speech_in_pauses() {
     let m = manifest();
     for clip in m["clips"].as_array().expect("clips") {
         let name = clip["file"].as_str().expect("file");
-        let audio = decode_file(&fixtures_dir().join(name), DecodeLimits::default()).expect("decode");
+        let audio =
+            decode_file(&fixtures_dir().join(name), DecodeLimits::default()).expect("decode");
         let events = vad_events(&to_16k(audio.sample_rate, &audio.samples));
         match clip["last_voiced_s"].as_f64() {
-            None => assert!(events.is_empty(), "{name}: speech detected in a no-speech clip: {events:?}"),
+            None => assert!(
+                events.is_empty(),
+                "{name}: speech detected in a no-speech clip: {events:?}"
+            ),
             Some(last) => {
                 let end = events.iter().rev().find_map(|e| match e {
                     VadEvent::SpeechEnd { at_s } => Some(*at_s),
                     VadEvent::SpeechStart { .. } => None,
                 });
                 let end = end.unwrap_or_else(|| panic!("{name}: no speech end"));
-                assert!((end - last).abs() < 0.35, "{name}: VAD end {end:.2} s, manifest {last:.2} s");
+                assert!(
+                    (end - last).abs() < 0.35,
+                    "{name}: VAD end {end:.2} s, manifest {last:.2} s"
+                );
                 for pause in clip["pauses"].as_array().expect("pauses") {
-                    let (s, e) = (pause["start_s"].as_f64().expect("s"), pause["end_s"].as_f64().expect("e"));
+                    let (s, e) = (
+                        pause["start_s"].as_f64().expect("s"),
+                        pause["end_s"].as_f64().expect("e"),
+                    );
                     let inside = events.iter().any(|ev| matches!(ev, VadEvent::SpeechStart { at_s } if *at_s > s + 0.1 && *at_s < e - 0.1));
-                    assert!(!inside, "{name}: speech detected inside the pause {s:.2}–{e:.2}: {events:?}");
+                    assert!(
+                        !inside,
+                        "{name}: speech detected inside the pause {s:.2}–{e:.2}: {events:?}"
+                    );
                 }
             }
         }
@@ -103,7 +119,10 @@ fn quality_flags_silence_noise_and_noisy_answers() {
     assert!(!noisy.is_empty());
     let worst_clean = clean.iter().copied().fold(f32::INFINITY, f32::min);
     for n in &noisy {
-        assert!(*n < worst_clean, "a 20 dB SNR clip ({n:.1} dB) measured cleaner than a clean one ({worst_clean:.1} dB)");
+        assert!(
+            *n < worst_clean,
+            "a 20 dB SNR clip ({n:.1} dB) measured cleaner than a clean one ({worst_clean:.1} dB)"
+        );
     }
 }
 
@@ -117,7 +136,9 @@ fn wav(rate: u32, channels: u16, bits: u16, float: bool, frames: &[f32]) -> Vec<
                 (8, _) => data.push(((s * 127.0) as i32 + 128) as u8),
                 (16, _) => data.extend_from_slice(&((s * 32767.0) as i16).to_le_bytes()),
                 (24, _) => data.extend_from_slice(&((s * 8_388_607.0) as i32).to_le_bytes()[..3]),
-                (32, false) => data.extend_from_slice(&((s * 2_147_483_647.0) as i32).to_le_bytes()),
+                (32, false) => {
+                    data.extend_from_slice(&((s * 2_147_483_647.0) as i32).to_le_bytes())
+                }
                 _ => unreachable!(),
             }
         }
@@ -148,8 +169,16 @@ fn sine(rate: u32, seconds: f32) -> Vec<f32> {
 
 #[test]
 fn wav_rates_depths_and_layouts_decode_to_the_same_level() {
-    for rate in [8_000, 11_025, 16_000, 22_050, 32_000, 44_100, 48_000, 96_000] {
-        for (bits, float) in [(8, false), (16, false), (24, false), (32, false), (32, true)] {
+    for rate in [
+        8_000, 11_025, 16_000, 22_050, 32_000, 44_100, 48_000, 96_000,
+    ] {
+        for (bits, float) in [
+            (8, false),
+            (16, false),
+            (24, false),
+            (32, false),
+            (32, true),
+        ] {
             for channels in [1, 2] {
                 let bytes = wav(rate, channels, bits, float, &sine(rate, 0.5));
                 let label = format!("{rate} Hz {bits}-bit float={float} ch={channels}");
@@ -169,16 +198,49 @@ fn bad_audio_gives_typed_errors() {
     let limits = DecodeLimits::default();
     let e = decode_bytes(Vec::new(), Some("wav"), "empty.wav", limits).unwrap_err();
     assert!(matches!(e, AudioError::Empty { .. }), "{e}");
-    let e = decode_bytes(b"definitely not audio, just text".repeat(50), None, "notes.txt", limits).unwrap_err();
-    assert!(matches!(e, AudioError::Unsupported { .. }) && e.to_string().contains("notes.txt"), "{e}");
-    let e = decode_bytes(wav(4_000, 1, 16, false, &sine(4_000, 0.5)), Some("wav"), "slow.wav", limits).unwrap_err();
-    assert!(matches!(e, AudioError::UnsupportedRate { rate: 4_000 }), "{e}");
+    let e = decode_bytes(
+        b"definitely not audio, just text".repeat(50),
+        None,
+        "notes.txt",
+        limits,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, AudioError::Unsupported { .. }) && e.to_string().contains("notes.txt"),
+        "{e}"
+    );
+    let e = decode_bytes(
+        wav(4_000, 1, 16, false, &sine(4_000, 0.5)),
+        Some("wav"),
+        "slow.wav",
+        limits,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, AudioError::UnsupportedRate { rate: 4_000 }),
+        "{e}"
+    );
     let mut nan = sine(16_000, 0.5);
     nan[4_000] = f32::NAN;
-    let e = decode_bytes(wav(16_000, 1, 32, true, &nan), Some("wav"), "nan.wav", limits).unwrap_err();
-    assert!(matches!(e, AudioError::NonFinite { at_s } if (at_s - 0.25).abs() < 1e-6), "{e}");
+    let e = decode_bytes(
+        wav(16_000, 1, 32, true, &nan),
+        Some("wav"),
+        "nan.wav",
+        limits,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, AudioError::NonFinite { at_s } if (at_s - 0.25).abs() < 1e-6),
+        "{e}"
+    );
     let short = DecodeLimits { max_seconds: 1.0 };
-    let e = decode_bytes(wav(16_000, 1, 16, false, &sine(16_000, 3.0)), Some("wav"), "long.wav", short).unwrap_err();
+    let e = decode_bytes(
+        wav(16_000, 1, 16, false, &sine(16_000, 3.0)),
+        Some("wav"),
+        "long.wav",
+        short,
+    )
+    .unwrap_err();
     assert!(matches!(e, AudioError::TooLong { .. }), "{e}");
     // Truncated real files: either the decodable part or a typed error, never a panic.
     for clip in manifest()["clips"].as_array().expect("clips") {

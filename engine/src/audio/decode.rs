@@ -166,12 +166,12 @@ fn decode_symphonia(
     if let Some(rate) = params.sample_rate {
         check_rate(rate)?;
     }
-    if let Some(ch) = &params.channels {
-        if ch.count() > 2 || ch.count() == 0 {
-            return Err(AudioError::UnsupportedChannels {
-                channels: ch.count(),
-            });
-        }
+    if let Some(ch) = &params.channels
+        && (ch.count() > 2 || ch.count() == 0)
+    {
+        return Err(AudioError::UnsupportedChannels {
+            channels: ch.count(),
+        });
     }
     let mut decoder = symphonia::default::get_codecs()
         .make_audio_decoder(&params, &AudioDecoderOptions::default())

@@ -81,7 +81,7 @@ impl AudioFrontEnd {
     /// partial frame is refused.
     pub fn push_pcm_s16le(&mut self, bytes: &[u8]) -> Result<FrontEndOutput<'_>, AudioError> {
         let frame_bytes = 2 * self.channels;
-        if bytes.len() % frame_bytes != 0 {
+        if !bytes.len().is_multiple_of(frame_bytes) {
             return Err(AudioError::Corrupt {
                 source_name: "pcm stream".into(),
                 message: format!(

@@ -178,7 +178,7 @@ impl Vad {
         if self.recent_levels.len() > window {
             self.recent_levels.pop_front();
         }
-        if self.frames % 10 == 0 || self.recent_levels.len() < 20 {
+        if self.frames.is_multiple_of(10) || self.recent_levels.len() < 20 {
             self.sorted_scratch.clear();
             self.sorted_scratch
                 .extend(self.recent_levels.iter().copied());

@@ -34,8 +34,11 @@ impl Marker {
 /// A marker found in the answer: its kind and token range `[start, end)`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct MarkerHit {
+    /// What kind of move.
     pub kind: Marker,
+    /// First token.
     pub start: usize,
+    /// One past the last token.
     pub end: usize,
 }
 
@@ -213,10 +216,12 @@ pub(crate) fn is_filler_word(w: &str) -> bool {
     )
 }
 
-/// A filler found in the answer: token range `[start, end)`.
+/// A filler or restart found in the answer: token range `[start, end)`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Span {
+    /// First token.
     pub start: usize,
+    /// One past the last token.
     pub end: usize,
 }
 

@@ -23,8 +23,11 @@ const GAP: f64 = 0.9;
 /// One word of a compiled phrase.
 #[derive(Debug, Clone)]
 struct PatTok {
+    /// Canonical text, compared exactly.
     text: String,
+    /// Stem, compared exactly and by edit distance.
     stem: String,
+    /// Sound-alike key.
     key: String,
     /// Characters in the stem.
     len: usize,
@@ -85,8 +88,11 @@ pub(crate) struct Pattern {
 /// Where a phrase matched: answer-view token range `[start, end)` and match quality.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Hit {
+    /// First view token.
     pub start: usize,
+    /// One past the last view token.
     pub end: usize,
+    /// 1 for an exact match, less for joined, fuzzy, sound-alike or gapped ones.
     pub quality: f64,
 }
 
@@ -379,7 +385,9 @@ fn joined_word_match(joined: &str, a: &Token) -> f64 {
 /// Neighbouring answer words run together ("trope onin" → "tropeonin").
 #[derive(Debug)]
 struct Joined {
+    /// Stem of the run-together text.
     stem: String,
+    /// Its sound-alike key.
     key: String,
 }
 

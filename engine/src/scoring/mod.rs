@@ -159,15 +159,20 @@ impl AnswerScore {
 /// A concept compiled for matching.
 #[derive(Debug, Clone)]
 struct ConceptMatcher {
+    /// Canonical term, quoted when the concept is missing.
     term: String,
+    /// Importance, for coverage.
     weight: f64,
+    /// The term and each alias.
     patterns: Vec<Pattern>,
 }
 
 /// A red flag compiled for matching.
 #[derive(Debug, Clone)]
 struct RedFlagMatcher {
+    /// Major caps knowledge at 1; minor costs a fraction of a point.
     severity: Severity,
+    /// Each phrasing of the claim.
     patterns: Vec<Pattern>,
 }
 
@@ -175,12 +180,19 @@ struct RedFlagMatcher {
 /// vocabulary for relevance, and its prompt for echo detection. Build once per item.
 #[derive(Debug, Clone)]
 pub struct ItemMatcher {
+    /// The item it was built from.
     item_id: String,
+    /// Hash of the item's scoring-relevant text, so a cache notices an edited item.
     fingerprint: u64,
+    /// In item order: indices match `Item::concepts`.
     concepts: Vec<ConceptMatcher>,
+    /// In item order: indices match `Item::red_flags`.
     red_flags: Vec<RedFlagMatcher>,
+    /// The question's word stems, to ignore answers that read it back.
     prompt_stems: Vec<String>,
+    /// Content-word stems of everything the item says, for relevance.
     vocab: BTreeSet<String>,
+    /// Expected spoken length (min, max), seconds.
     expected_seconds: (f64, f64),
 }
 
@@ -346,6 +358,7 @@ pub fn score_answer(item: &Item, answer: &str, speech: Option<&SpeechFeatures>) 
 /// that id has changed).
 #[derive(Debug, Default, Clone)]
 pub struct Scorer {
+    /// Compiled matchers by item id.
     matchers: BTreeMap<String, ItemMatcher>,
 }
 
@@ -392,31 +405,52 @@ impl Scorer {
 
 /// A concept's best match in the answer.
 struct ConceptHit {
+    /// Index into the item's concepts.
     index: usize,
+    /// Where, and how exactly, it matched.
     hit: Hit,
+    /// Quality, discounted when the words come from the question.
     credit: f64,
 }
 
 /// Everything measured about one answer, before it is mapped to scores.
 struct Analysis<'a> {
+    /// The compiled item.
     m: &'a ItemMatcher,
+    /// The original text, for quotes.
     answer: &'a str,
+    /// Answer words without hesitation sounds (what phrases match against).
     view: &'a View<'a>,
-    speech: Option<&'a SpeechFeatures>,
-    words: usize,
-    found: Vec<ConceptHit>,
-    coverage: f64,
-    flags: Vec<(usize, Hit)>,
-    markers: Vec<features::MarkerHit>,
-    fillers: Vec<features::Span>,
-    restarts: Vec<features::Span>,
-    sentences: Vec<usize>,
-    specific: Vec<(usize, usize)>,
-    relevance: f64,
-    content_share: f64,
-    length_ratio: f64,
-    length_factor: f64,
+    /// All answer tokens (what fillers, restarts and markers are found in).
     toks: &'a [Token],
+    /// Audio timing, for spoken answers.
+    speech: Option<&'a SpeechFeatures>,
+    /// Words, hesitation sounds excluded.
+    words: usize,
+    /// Best match of each concept named.
+    found: Vec<ConceptHit>,
+    /// Weighted share of concepts named, 0..1.
+    coverage: f64,
+    /// Red flags asserted: (index, first match).
+    flags: Vec<(usize, Hit)>,
+    /// Reasoning connectives.
+    markers: Vec<features::MarkerHit>,
+    /// Fillers, as token ranges.
+    fillers: Vec<features::Span>,
+    /// Repeated words, as token ranges.
+    restarts: Vec<features::Span>,
+    /// Words per sentence (empty for unpunctuated text).
+    sentences: Vec<usize>,
+    /// Spans of distinct numbers, units and acronyms.
+    specific: Vec<(usize, usize)>,
+    /// How much of the answer is about the question, 0..1.
+    relevance: f64,
+    /// Share of content words in the item's vocabulary.
+    content_share: f64,
+    /// Answer length over the expected minimum.
+    length_ratio: f64,
+    /// `length_ratio` capped at 1 and softened: the share of length-dependent credit kept.
+    length_factor: f64,
 }
 
 fn clamp4(x: f64) -> f64 {
@@ -541,6 +575,7 @@ impl<'a> Analysis<'a> {
             m,
             answer,
             view,
+            toks,
             speech,
             words,
             found,
@@ -555,7 +590,6 @@ impl<'a> Analysis<'a> {
             content_share,
             length_ratio,
             length_factor,
-            toks,
         }
     }
 
