@@ -196,10 +196,17 @@ impl StreamingTranscriber {
     pub fn push(&mut self, audio: &[f32], events: &[VadEvent]) -> Vec<AsrRequest> {
         self.buffer.extend_from_slice(audio);
         self.total += audio.len();
+        let mut requests = Vec::new();
         for e in events {
+            // A pause that ended inside this push may already have closed an utterance.
+            let at_s = match e {
+                VadEvent::SpeechStart { at_s } | VadEvent::SpeechEnd { at_s } => *at_s,
+            };
+            while let Some(span) = self.segmenter.poll(at_s) {
+                self.close_utterance(span, &mut requests);
+            }
             self.segmenter.on_event(*e);
         }
-        let mut requests = Vec::new();
         let now = self.now_s();
         while let Some(span) = self.segmenter.poll(now) {
             self.close_utterance(span, &mut requests);

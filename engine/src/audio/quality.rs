@@ -234,7 +234,7 @@ mod tests {
     fn flags_name_the_problems() {
         let quiet = analyze_quality(&with_noise(voiceish(5.0, 0.005), 0.0001));
         assert!(quiet.flags.contains(&QualityFlag::TooQuiet), "{quiet:?}");
-        let noisy = analyze_quality(&with_noise(voiceish(5.0, 0.1), 0.08));
+        let noisy = analyze_quality(&with_noise(voiceish(5.0, 0.3), 0.08));
         assert!(noisy.flags.contains(&QualityFlag::Noisy), "{noisy:?}");
         let clipped: Vec<f32> = voiceish(5.0, 3.0)
             .iter()
