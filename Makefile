@@ -4,7 +4,6 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/nextmark/target
 export NEXTMARK_HOME ?= $(HOME)/.cache/nextmark
 CARGO ?= cargo
 NEXTMARK = $(CARGO_TARGET_DIR)/debug/nextmark
-FIXTURE ?= audio-fixtures/med-chest-pain-ed.strong.piper.16k.wav
 
 .PHONY: run test setup model build gates unit fixtures
 
@@ -17,10 +16,10 @@ build: setup
 model: build
 	@$(NEXTMARK) model install >/dev/null
 
-# Until the live server lands, `make run` transcribes a fixture answer and jfk.wav through the
-# same audio path a session uses.
+# The server on http://127.0.0.1:8080 with an embedded SQLite database, plus demo reviewer and
+# admin accounts whose credentials it prints.
 run: model
-	$(NEXTMARK) transcribe --json $(FIXTURE) $(wildcard ../shared/audio/jfk.wav)
+	$(NEXTMARK) serve --demo
 
 gates: setup
 	$(CARGO) fmt --all --check
@@ -28,4 +27,7 @@ gates: setup
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --quiet
 
 test: model gates
+	@if [ -z "$$NEXTMARK_TEST_DATABASE_URL" ]; then \
+	  echo "make test: no PostgreSQL given (NEXTMARK_TEST_DATABASE_URL unset): storage tests run on SQLite only; the PostgreSQL variants print SKIPPED"; \
+	else echo "make test: PostgreSQL tests use $$NEXTMARK_TEST_DATABASE_URL"; fi
 	$(CARGO) test --workspace

@@ -1,2 +1,144 @@
-//! nextmark-bench.
-fn main() {}
+//! `nextmark-bench`: measures the live transcription path (`asr`) and the per-turn cost of the
+//! interview engine (`engine`) on this machine, and writes per-event JSON Lines plus a JSON and
+//! Markdown summary so that every reported figure can be recomputed. `smoke` is a tiny run of
+//! both that checks the harness itself. See `bench/README.md` for the definitions.
+
+mod asr;
+mod engine;
+mod fixtures;
+mod output;
+mod stats;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+/// Command line of `nextmark-bench`.
+#[derive(Debug, Parser)]
+#[command(name = "nextmark-bench", version, about)]
+struct Cli {
+    /// What to measure.
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Streams fixture answers through the live transcription path and measures real-time
+    /// factor, caption and final lag, WER and dropped partials.
+    Asr(AsrArgs),
+    /// Times score_answer + ability update + next-item selection per turn over every rubric.
+    Engine(EngineArgs),
+    /// A tiny, fast run of both (one short clip in fast mode, one engine iteration) that
+    /// writes the same files under `--out DIR/asr` and `--out DIR/engine`.
+    Smoke(SmokeArgs),
+}
+
+/// Options of `nextmark-bench asr`.
+#[derive(Debug, Args)]
+struct AsrArgs {
+    /// Clips to run: `all` (every answer clip in the manifest, i.e. those with an item) or a
+    /// comma-separated list of globs (`*`, `?`) matched against manifest file names.
+    #[arg(long, default_value = "all")]
+    clips: String,
+    /// Pace the audio at real time, as a microphone would (the default).
+    #[arg(long, conflicts_with = "fast")]
+    realtime: bool,
+    /// Feed the audio as fast as possible (lags are then not measured).
+    #[arg(long)]
+    fast: bool,
+    /// Decoder workers (default: one per two cores, as `PoolConfig::for_cores`).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// whisper threads per worker (default: cores / workers).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// No partial captions: finals only.
+    #[arg(long)]
+    no_partials: bool,
+    /// Give the decoder the discipline rubric's glossary as a vocabulary prompt.
+    #[arg(long)]
+    glossary: bool,
+    /// Output directory (default: `bench/results/<UTC timestamp>-asr`).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Common paths.
+    #[command(flatten)]
+    paths: fixtures::Paths,
+}
+
+/// Options of `nextmark-bench engine`.
+#[derive(Debug, Args)]
+struct EngineArgs {
+    /// Measured passes over every rubric's item bank (after one unmeasured warm-up pass).
+    #[arg(long, default_value_t = 20)]
+    iterations: usize,
+    /// Output directory (default: `bench/results/<UTC timestamp>-engine`).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Common paths.
+    #[command(flatten)]
+    paths: fixtures::Paths,
+}
+
+/// Options of `nextmark-bench smoke`.
+#[derive(Debug, Args)]
+struct SmokeArgs {
+    /// Directory to write `asr/` and `engine/` result folders into.
+    #[arg(long)]
+    out: PathBuf,
+    /// Common paths.
+    #[command(flatten)]
+    paths: fixtures::Paths,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Asr(a) => {
+            let out = output::result_dir(a.out, "asr")?;
+            let options = asr::AsrOptions {
+                clips: a.clips,
+                realtime: a.realtime || !a.fast,
+                workers: a.workers,
+                threads: a.threads,
+                partials: !a.no_partials,
+                glossary: a.glossary,
+            };
+            asr::run(&a.paths, &options, &out)?;
+            eprintln!("results in {}", out.display());
+        }
+        Command::Engine(e) => {
+            let out = output::result_dir(e.out, "engine")?;
+            engine::run(&e.paths, e.iterations, &out)?;
+            eprintln!("results in {}", out.display());
+        }
+        Command::Smoke(s) => smoke(&s)?,
+    }
+    Ok(())
+}
+
+/// The smallest run that exercises every output: the shortest answer clip in fast mode, and
+/// one measured engine pass.
+fn smoke(args: &SmokeArgs) -> Result<()> {
+    let clip = fixtures::Manifest::load(&args.paths.fixtures)?
+        .shortest_answer()?
+        .file
+        .clone();
+    let asr_out = output::result_dir(Some(args.out.join("asr")), "asr")?;
+    let options = asr::AsrOptions {
+        clips: clip,
+        realtime: false,
+        workers: None,
+        threads: None,
+        partials: true,
+        glossary: false,
+    };
+    asr::run(&args.paths, &options, &asr_out)?;
+    let engine_out = output::result_dir(Some(args.out.join("engine")), "engine")?;
+    engine::run(&args.paths, 1, &engine_out)?;
+    eprintln!("smoke results in {}", args.out.display());
+    Ok(())
+}

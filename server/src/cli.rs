@@ -28,6 +28,21 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Serve the platform API (applicants, screening, reviewers, tasks, payouts) over HTTP.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080", env = "NEXTMARK_LISTEN")]
+        listen: String,
+        /// A TOML configuration file (then `NEXTMARK_*` variables override it).
+        #[arg(long, env = "NEXTMARK_CONFIG")]
+        config: Option<PathBuf>,
+        /// Database URL (`sqlite://PATH` or `postgres://...`).
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Create demo reviewer and admin accounts and print their credentials.
+        #[arg(long)]
+        demo: bool,
+    },
     /// Install, convert or check Whisper models.
     Model {
         /// Model action.
@@ -158,6 +173,12 @@ pub fn default_threads() -> usize {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Model { action } => model(action),
+        Command::Serve {
+            listen,
+            config,
+            database_url,
+            demo,
+        } => serve(&listen, config, database_url, demo),
         Command::Score {
             discipline,
             item,
@@ -196,6 +217,45 @@ pub fn run(cli: Cli) -> Result<()> {
             threads,
         } => transcribe(&files, json, model, glossary, realtime, threads),
     }
+}
+
+fn serve(
+    listen: &str,
+    config: Option<PathBuf>,
+    database_url: Option<String>,
+    demo: bool,
+) -> Result<()> {
+    use crate::platform::{Application, PlatformConfig};
+    let mut cfg = PlatformConfig::load(config.as_deref())?;
+    if let Some(url) = database_url {
+        cfg.database_url = url;
+    }
+    if let Some(dir) = cfg
+        .database_url
+        .strip_prefix("sqlite://")
+        .and_then(|path| std::path::Path::new(path).parent())
+    {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening on {listen}"))?;
+        let app = Application::build(cfg, listener).await?;
+        eprintln!("nextmark: serving on http://{listen} (API under /v1, /healthz, /openapi.json)");
+        if demo {
+            let (email, password) = app.ensure_demo_reviewer().await?;
+            eprintln!("demo reviewer: {email} / {password}");
+            let (email, password) = app.ensure_demo_admin().await?;
+            eprintln!("demo admin:    {email} / {password}");
+        }
+        app.run_until_stopped(async {
+            let _ = tokio::signal::ctrl_c().await;
+            eprintln!("nextmark: shutting down");
+        })
+        .await
+    })
 }
 
 fn model(action: ModelAction) -> Result<()> {

@@ -2,5 +2,7 @@
 //! API, transports and storage.
 
 pub mod cli;
+pub mod grader;
 pub mod interview_cli;
 pub mod models;
+pub mod platform;

@@ -2,7 +2,12 @@
 //! fixtures. One test binary (ripgrep's layout); shared helpers live in `helpers`.
 
 mod audio_fixtures;
+mod grader;
 mod helpers;
 mod interview_cli;
 mod model;
+mod platform;
+mod platform_api;
+mod platform_journey;
+mod platform_storage;
 mod transcribe;
