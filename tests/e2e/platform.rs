@@ -8,6 +8,8 @@ use std::future::Future;
 use std::io::Write as _;
 use std::sync::{Arc, Once};
 
+use nextmark_engine::interview::{Action, Event, Interview, InterviewConfig};
+use nextmark_engine::report::{ReportMeta, build_report};
 use nextmark_server::platform::store::Principal;
 use nextmark_server::platform::{
     AppState, Application, ManualClock, MemoryMailer, PlatformConfig, Secret,
@@ -226,37 +228,70 @@ impl TestApp {
             .rubrics
             .get(&interview.discipline)
             .expect("rubric");
-        let items: Vec<String> = rubric
-            .items
-            .iter()
-            .map(|i| i.id.clone())
-            .filter(|id| !seen.contains(id))
-            .take(answers)
-            .collect();
-        assert_eq!(items.len(), answers, "enough unseen items");
+        // The interview runs through the real engine with text answers; every scored item is
+        // committed as it would be live, then the engine's report is stored.
+        let mut iv = Interview::new(
+            rubric,
+            InterviewConfig {
+                seed: 11,
+                min_items: answers,
+                max_items: answers,
+                exclude_items: seen.clone(),
+                ..InterviewConfig::default()
+            },
+        );
         store
             .start_interview(&interview.id, now)
             .await
             .expect("start");
-        for (seq, item) in items.iter().enumerate() {
-            store
-                .commit_answer(
-                    &interview.id,
-                    i64::try_from(seq).expect("seq"),
-                    item,
-                    &format!(
-                        "Answer {seq}: I would assess airway, breathing, circulation <b>first</b>."
-                    ),
-                    &json!({"knowledge": 2.5, "reasoning": 2.0, "clarity": 3.0}),
-                    now,
-                )
-                .await
-                .expect("commit answer");
+        let mut items = Vec::new();
+        let mut t = 0.0;
+        iv.handle(Event::Start { at_s: t });
+        let answer = "I would assess airway, breathing and circulation <b>first</b>, get an ECG and \
+                      troponin because the differential includes a heart attack, and escalate if \
+                      the patient deteriorates.";
+        while !iv.is_finished() {
+            t += 60.0;
+            for action in iv.handle(Event::Answer {
+                text: answer.into(),
+                at_s: t,
+                speech: None,
+                typed: true,
+            }) {
+                if let Action::Scored { item_id, result } = action {
+                    let seq = i64::try_from(items.len()).expect("seq");
+                    store
+                        .commit_answer(
+                            &interview.id,
+                            seq,
+                            &item_id,
+                            &result.answer,
+                            &serde_json::to_value(&result.score).expect("score JSON"),
+                            now,
+                        )
+                        .await
+                        .expect("commit answer");
+                    items.push(item_id);
+                }
+            }
         }
+        assert_eq!(items.len(), answers, "the engine asked {answers} items");
+        assert!(
+            items.iter().all(|i| !seen.contains(i)),
+            "an item seen in an earlier attempt was asked again"
+        );
+        let report = build_report(
+            &iv,
+            &ReportMeta {
+                interview_id: interview.id.clone(),
+                generated_at: "test".into(),
+                ..ReportMeta::default()
+            },
+        );
         store
             .complete_interview(
                 &interview.id,
-                &json!({"overall": 2.4, "dimensions": {"knowledge": 2.5, "reasoning": 2.0, "clarity": 3.0}}),
+                &serde_json::to_value(&report).expect("report JSON"),
                 now,
             )
             .await

@@ -115,7 +115,14 @@ async fn journey_from_application_to_payout(app: TestApp) {
         report.body["interview"]["answers"].as_array().map(Vec::len),
         Some(3)
     );
-    assert_eq!(report.body["interview"]["report"]["overall"], 2.4);
+    // The stored report is the interview engine's (versioned), built from the scored answers.
+    assert_eq!(report.body["interview"]["report"]["version"], 1);
+    assert_eq!(
+        report.body["interview"]["report"]["items"]
+            .as_array()
+            .map(Vec::len),
+        Some(3)
+    );
     assert_eq!(report.body["applicant"]["name"], "Ada <Lovelace>");
     let html = app
         .get(
@@ -126,6 +133,10 @@ async fn journey_from_application_to_payout(app: TestApp) {
     assert_eq!(html.status, 200);
     assert!(html.text.contains("Ada &lt;Lovelace&gt;"), "escaped name");
     assert!(!html.text.contains("<b>first</b>"), "answers are escaped");
+    assert!(
+        html.text.contains("<svg") && html.text.contains("Recommendation"),
+        "the engine's report page"
+    );
     let override_reply = app
         .post(
             &format!("/v1/review/attempts/{attempt_id}/overrides"),

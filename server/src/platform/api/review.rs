@@ -422,7 +422,39 @@ pub async fn report_html(
     Path(attempt_id): Path<String>,
 ) -> Result<Html<String>, ApiError> {
     let attempt = state.store.attempt(&attempt_id).await?;
-    Ok(Html(render_html(&report_for(&state, &attempt).await?)))
+    let review = report_for(&state, &attempt).await?;
+    // A report written by the interview engine is shown with the engine's own page (scores,
+    // evidence, charts, transcript), headed by the attempt's facts.
+    let engine_report =
+        review.interview.report.as_ref().and_then(|v| {
+            serde_json::from_value::<nextmark_engine::report::Report>(v.clone()).ok()
+        });
+    if let Some(engine_report) = engine_report {
+        let pass_min = state
+            .rubrics
+            .get(&attempt.discipline)
+            .map_or(2.0, |r| r.pass.min_dimension);
+        let page = nextmark_engine::report::render_html(&engine_report, pass_min);
+        let header = format!(
+            "<p class=\"muted\">Applicant {} · attempt {} · status {:?} · results due {} · case study: {}{}</p>",
+            esc(&review.applicant.name),
+            review.number,
+            review.status,
+            esc(review.results_due_at.as_deref().unwrap_or("-")),
+            esc(&review.case_study.title),
+            if review.case_study.submitted_at.is_some() {
+                " (submitted)"
+            } else {
+                ""
+            },
+        );
+        return Ok(Html(page.replacen(
+            "<h2>Recommendation</h2>",
+            &format!("{header}<h2>Recommendation</h2>"),
+            1,
+        )));
+    }
+    Ok(Html(render_html(&review)))
 }
 
 /// What a score override applies to.
