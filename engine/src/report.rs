@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::audio::{QualityFlag, QualityReport};
 use crate::interview::{Interview, StopReason};
 use crate::rubric::{Dimension, Severity};
-use crate::scoring::EvidenceKind;
+use crate::scoring::{AnswerScore, EvidenceKind};
 
 /// Version of the report's JSON shape.
 pub const REPORT_VERSION: u32 = 1;
@@ -109,6 +109,8 @@ pub struct ItemReport {
     pub skipped: bool,
     /// Level descriptor matching the knowledge score.
     pub level: String,
+    /// Who scored this item: the deterministic scorer, or the LLM grader (or its fallback).
+    pub graded_by: String,
     /// Overall ability after this item.
     pub theta_after: f64,
     /// Its standard error.
@@ -182,8 +184,12 @@ pub struct ReportMeta {
     pub generated_at: String,
     /// Recording quality of the whole interview.
     pub quality: Option<QualityReport>,
-    /// Who scored.
+    /// Who scored, overall (e.g. "LLM grader (model)").
     pub grader: Option<String>,
+    /// Per scored item (same order as the interview's results): a score from another grader
+    /// that replaces the deterministic one in the report, and who gave it. The adaptive item
+    /// selection during the interview always used the deterministic score.
+    pub regraded: Vec<Option<(AnswerScore, String)>>,
 }
 
 fn mean(v: impl Iterator<Item = f64>) -> Option<f64> {
@@ -196,29 +202,37 @@ pub fn build_report(iv: &Interview<'_>, meta: &ReportMeta) -> Report {
     let rubric = iv.rubric();
     let results = iv.results();
     let abilities = iv.dimension_abilities();
+    let score_of = |i: usize| -> &AnswerScore {
+        match meta.regraded.get(i) {
+            Some(Some((score, _))) => score,
+            _ => &results[i].score,
+        }
+    };
+    let graded_by = |i: usize| -> String {
+        match meta.regraded.get(i) {
+            Some(Some((_, by))) => by.clone(),
+            _ => "deterministic scorer".into(),
+        }
+    };
     let dimensions: Vec<DimensionSummary> = Dimension::ALL
         .iter()
         .map(|&d| DimensionSummary {
             dimension: d,
             label: d.label().into(),
-            score: mean(
-                results
-                    .iter()
-                    .map(|r| f64::from(r.score.dimension(d).score)),
-            )
-            .unwrap_or(0.0),
+            score: mean((0..results.len()).map(|i| f64::from(score_of(i).dimension(d).score)))
+                .unwrap_or(0.0),
             theta: abilities[d.index()].theta,
             se: abilities[d.index()].se,
         })
         .collect();
     // Overall: items weighted by their competency's weight and dimension loadings.
     let (mut num, mut den) = (0.0, 0.0);
-    for r in results {
+    for (i, r) in results.iter().enumerate() {
         let comp = &rubric.competencies[rubric.items[r.item].competency];
         let s = if r.skipped {
             0.0
         } else {
-            r.score.weighted(comp.dimensions)
+            score_of(i).weighted(comp.dimensions)
         };
         num += comp.weight * s;
         den += comp.weight;
@@ -228,9 +242,10 @@ pub fn build_report(iv: &Interview<'_>, meta: &ReportMeta) -> Report {
 
     let items: Vec<ItemReport> = results
         .iter()
-        .map(|r| {
+        .enumerate()
+        .map(|(i, r)| {
             let it = &rubric.items[r.item];
-            let s = &r.score;
+            let s = score_of(i);
             let mut highlights: Vec<Highlight> = s
                 .dimensions
                 .iter()
@@ -295,6 +310,7 @@ pub fn build_report(iv: &Interview<'_>, meta: &ReportMeta) -> Report {
                 highlights,
                 skipped: r.skipped,
                 level: it.levels[usize::from(knowledge.min(4))].clone(),
+                graded_by: graded_by(i),
                 theta_after: r.ability_after.theta,
                 se_after: r.ability_after.se,
             }
@@ -641,8 +657,9 @@ mark.good{{background:#d7f0dc}} mark.bad{{background:#f7d4d4}} .item{{border:1px
         }
         let _ = write!(
             h,
-            "<p class=\"muted\">Level: {}</p></section>",
-            escape(&it.level)
+            "<p class=\"muted\">Level: {} · scored by {}</p></section>",
+            escape(&it.level),
+            escape(&it.graded_by)
         );
     }
     let _ = write!(h, "<h2>Draft feedback</h2><ul>");

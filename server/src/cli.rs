@@ -101,6 +101,16 @@ pub enum Command {
         /// A ggml Whisper model (for audio answers).
         #[arg(long, env = "NEXTMARK_MODEL")]
         model: Option<PathBuf>,
+        /// Regrade every answer for the report with an OpenAI-compatible LLM at this base URL
+        /// (e.g. `http://127.0.0.1:8000/v1`); the key comes from `NEXTMARK_LLM_API_KEY`.
+        #[arg(long, env = "NEXTMARK_LLM_BASE_URL", requires = "llm_model")]
+        llm_base_url: Option<String>,
+        /// The LLM grader's model name.
+        #[arg(long, env = "NEXTMARK_LLM_MODEL")]
+        llm_model: Option<String>,
+        /// The LLM grader's timeout per answer, seconds.
+        #[arg(long, default_value_t = 20.0)]
+        llm_timeout_s: f64,
     },
     /// Transcribe audio files through the live session's audio path.
     Transcribe {
@@ -196,15 +206,30 @@ pub fn run(cli: Cli) -> Result<()> {
             html,
             rubrics,
             model,
-        } => crate::interview_cli::interview(
-            &rubrics,
-            &discipline,
-            seed,
-            &answers,
-            json,
-            html,
-            model,
-        ),
+            llm_base_url,
+            llm_model,
+            llm_timeout_s,
+        } => {
+            let llm = match (llm_base_url, llm_model) {
+                (Some(base_url), Some(model)) => {
+                    let key = std::env::var("NEXTMARK_LLM_API_KEY").unwrap_or_default();
+                    let mut config = crate::grader::LlmGraderConfig::new(base_url, model, key);
+                    config.timeout = std::time::Duration::from_secs_f64(llm_timeout_s.max(0.001));
+                    Some(crate::grader::LlmGrader::new(config)?)
+                }
+                _ => None,
+            };
+            crate::interview_cli::interview(
+                &rubrics,
+                &discipline,
+                seed,
+                &answers,
+                json,
+                html,
+                model,
+                llm,
+            )
+        }
         Command::Rubric {
             action: RubricAction::Check { path },
         } => rubric_check(path.unwrap_or_else(|| PathBuf::from("rubrics"))),

@@ -174,6 +174,7 @@ pub fn interview(
     json: Option<PathBuf>,
     html: Option<PathBuf>,
     model: Option<PathBuf>,
+    llm: Option<crate::grader::LlmGrader>,
 ) -> Result<()> {
     let rubric = load_rubric(rubrics, discipline)?;
     let mut iv = Interview::new(
@@ -233,13 +234,18 @@ pub fn interview(
         }));
         now += 3.0;
     }
+    let (grader, regraded) = match &llm {
+        Some(llm) => regrade(llm, &rubric, &iv)?,
+        None => (None, Vec::new()),
+    };
     let report = build_report(
         &iv,
         &ReportMeta {
             interview_id: format!("cli-{discipline}-{seed}"),
             generated_at: "cli".into(),
             quality: None,
-            grader: None,
+            grader,
+            regraded,
         },
     );
     println!(
@@ -255,4 +261,37 @@ pub fn interview(
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// Scores from another grader, per item, and who gave them.
+type Regraded = Vec<Option<(nextmark_engine::scoring::AnswerScore, String)>>;
+
+/// Regrades every scored item with the LLM grader for the report. Each item says which grader
+/// scored it; a failed LLM call falls back to the deterministic score and the report says why.
+fn regrade(
+    llm: &crate::grader::LlmGrader,
+    rubric: &Rubric,
+    iv: &Interview<'_>,
+) -> Result<(Option<String>, Regraded)> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let mut regraded = Vec::new();
+    let mut fallbacks = 0;
+    for result in iv.results() {
+        let item = &rubric.items[result.item];
+        let outcome = runtime.block_on(llm.grade(item, &result.answer, &result.score));
+        if !outcome.source.is_llm() {
+            fallbacks += 1;
+        }
+        regraded.push(Some((outcome.score, outcome.source.to_string())));
+    }
+    let total = regraded.len();
+    let label = if fallbacks == 0 {
+        format!("LLM grader ({})", llm.model())
+    } else {
+        format!(
+            "LLM grader ({}) with deterministic fallback on {fallbacks} of {total} answers",
+            llm.model()
+        )
+    };
+    Ok((Some(label), regraded))
 }

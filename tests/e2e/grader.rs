@@ -552,3 +552,98 @@ async fn empty_answer_falls_back_without_a_request() {
     assert_fell_back(&outcome, &deterministic, "empty answer");
     assert!(llm.requests().is_empty());
 }
+
+/// Runs `nextmark interview` (text answers) with the LLM grader at `base_url`; returns the
+/// JSON report.
+async fn interview_report_with_llm(base_url: String, timeout_s: &str) -> Value {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("report.json");
+    let out_arg = out.display().to_string();
+    let rubrics = root().join("rubrics").display().to_string();
+    let timeout_s = timeout_s.to_string();
+    let status = tokio::task::spawn_blocking(move || {
+        let mut args = vec![
+            "interview".to_string(),
+            "--discipline".into(),
+            "medicine".into(),
+            "--rubrics".into(),
+            rubrics,
+            "--json".into(),
+            out_arg,
+            "--llm-base-url".into(),
+            base_url,
+            "--llm-model".into(),
+            MODEL.into(),
+            "--llm-timeout-s".into(),
+            timeout_s,
+            "Yes".into(),
+            "I work in emergency medicine.".into(),
+        ];
+        args.extend(std::iter::repeat_n(ANSWER.to_string(), 8));
+        std::process::Command::new(crate::helpers::nextmark_bin())
+            .args(&args)
+            .env("NEXTMARK_LLM_API_KEY", KEY)
+            .output()
+            .expect("run nextmark")
+    })
+    .await
+    .expect("join");
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    serde_json::from_str(&std::fs::read_to_string(&out).expect("report")).expect("report JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_says_which_grader_scored_each_answer() {
+    let content = reply(
+        [4, 3, 3],
+        [
+            &["start CPR at thirty to two"],
+            &["if it is VF I deliver a shock"],
+            &["First I check for a response"],
+        ],
+        "Clear and complete.",
+    );
+    let llm = spawn_llm(&item(), Behaviour::Content(content)).await;
+    let report = interview_report_with_llm(llm.base_url.clone(), "10").await;
+    assert_eq!(report["grader"], format!("LLM grader ({MODEL})"));
+    let items = report["items"].as_array().expect("items");
+    assert!(!items.is_empty());
+    for it in items {
+        assert_eq!(
+            it["graded_by"],
+            format!("LLM grader ({SERVED_MODEL})"),
+            "{it}"
+        );
+        assert_eq!(
+            it["scores"],
+            json!([4, 3, 3]),
+            "the LLM's scores are in the report"
+        );
+    }
+    assert_eq!(
+        llm.requests().len(),
+        items.len(),
+        "one grading request per answered item"
+    );
+
+    // The endpoint gone: every answer falls back, and the report says so and why.
+    let gone = llm.base_url.clone();
+    drop(llm);
+    let report = interview_report_with_llm(gone, "2").await;
+    let n = report["items"].as_array().map(Vec::len).unwrap_or(0);
+    assert_eq!(
+        report["grader"],
+        format!("LLM grader ({MODEL}) with deterministic fallback on {n} of {n} answers")
+    );
+    for it in report["items"].as_array().expect("items") {
+        let by = it["graded_by"].as_str().expect("graded_by");
+        assert!(
+            by.starts_with("deterministic scorer (LLM grader unavailable:"),
+            "{by}"
+        );
+    }
+}
