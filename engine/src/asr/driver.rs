@@ -186,6 +186,7 @@ fn handle(
     if matches!(result, Err(AsrError::Dropped)) {
         run.dropped_partials += 1;
     }
+    stream.observe_cost(id, compute_s);
     let events = stream.on_result(id, result.map(|o| o.segments));
     let at_audio_s = stream.now_s();
     for event in events {

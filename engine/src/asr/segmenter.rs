@@ -13,6 +13,11 @@ pub struct SegmenterConfig {
     pub post_roll_s: f64,
     /// An utterance is force-cut at this length (whisper's window is 30 s).
     pub max_utterance_s: f64,
+    /// Once an utterance is this long, a shorter pause ends it, so that no final is long to
+    /// decode.
+    pub long_utterance_s: f64,
+    /// The pause that ends an utterance longer than `long_utterance_s`.
+    pub long_min_pause_s: f64,
 }
 
 impl Default for SegmenterConfig {
@@ -22,6 +27,8 @@ impl Default for SegmenterConfig {
             pre_roll_s: 0.25,
             post_roll_s: 0.3,
             max_utterance_s: 28.0,
+            long_utterance_s: 8.0,
+            long_min_pause_s: 0.3,
         }
     }
 }
@@ -109,8 +116,16 @@ impl Segmenter {
     pub fn poll(&mut self, now_s: f64) -> Option<UtteranceSpan> {
         let start = self.open_start?;
         let c = self.config;
+        let needed = if self
+            .last_end
+            .is_some_and(|end| end - start >= c.long_utterance_s)
+        {
+            c.long_min_pause_s.min(c.min_pause_s)
+        } else {
+            c.min_pause_s
+        };
         if let Some(end) = self.last_end
-            && now_s - end >= c.min_pause_s
+            && now_s - end >= needed
         {
             return Some(self.close(start, end, end + c.post_roll_s.min(now_s - end), false));
         }
@@ -172,6 +187,17 @@ mod tests {
         assert_eq!((u.start, u.end, u.forced), (12_000, 52_800, false));
         assert!((u.speech_s - 2.0).abs() < 1e-9);
         assert_eq!(s.poll(10.0), None);
+    }
+
+    #[test]
+    fn long_utterances_end_at_shorter_pauses() {
+        let mut s = Segmenter::new(SegmenterConfig::default());
+        s.on_event(VadEvent::SpeechStart { at_s: 0.0 });
+        s.on_event(VadEvent::SpeechEnd { at_s: 3.0 });
+        assert_eq!(s.poll(3.4), None, "a short utterance needs the full pause");
+        s.on_event(VadEvent::SpeechStart { at_s: 3.4 });
+        s.on_event(VadEvent::SpeechEnd { at_s: 9.0 });
+        assert!(s.poll(9.35).is_some(), "a long one ends at a shorter pause");
     }
 
     #[test]

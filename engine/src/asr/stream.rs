@@ -29,6 +29,14 @@ pub struct StreamConfig {
     pub min_utterance_s: f64,
     /// Vocabulary prompt for the decoder.
     pub prompt: Option<Arc<str>>,
+    /// Share of one core that one stream's partial captions may use: partials come every
+    /// `partial_interval_s`, or less often when they cost more (their measured decode time
+    /// divided by this share), so that captions never crowd out finals or other sessions.
+    pub partial_cpu_share: f64,
+    /// Start decoding an utterance as soon as its speech stops, before the pause is long
+    /// enough to cut it; if no speech follows, that decode is the final, so a final costs
+    /// little or no time after the cut.
+    pub speculative_finals: bool,
 }
 
 impl Default for StreamConfig {
@@ -39,6 +47,8 @@ impl Default for StreamConfig {
             partials: true,
             min_utterance_s: 0.3,
             prompt: None,
+            speculative_finals: true,
+            partial_cpu_share: 0.2,
         }
     }
 }
@@ -129,6 +139,22 @@ pub struct StreamingTranscriber {
     /// Finals by utterance, emitted strictly in order.
     pending_finals: BTreeMap<u64, PendingFinal>,
     next_final_to_emit: u64,
+    /// A decode of the open utterance started when its speech stopped.
+    speculation: Option<Speculation>,
+    /// Recent cost of one partial decode, seconds (moving average).
+    partial_cost_s: f64,
+}
+
+/// A decode started at a speech end, which becomes the utterance's final if no speech follows
+/// before the cut.
+#[derive(Debug)]
+struct Speculation {
+    request: u64,
+    utterance: u64,
+    /// Audio (samples) it covers, from the open utterance's start.
+    audio_end: usize,
+    /// Its result, once back.
+    result: Option<Result<Vec<Segment>, AsrError>>,
 }
 
 fn hypothesis_words(segments: &[Segment]) -> Vec<String> {
@@ -154,7 +180,35 @@ impl StreamingTranscriber {
             finals_in_flight: BTreeMap::new(),
             pending_finals: BTreeMap::new(),
             next_final_to_emit: 0,
+            speculation: None,
+            partial_cost_s: 0.0,
         }
+    }
+
+    /// Tells the transcriber what the decode of `request` cost (compute seconds), so that
+    /// partial captions keep to their share of the CPU. Call before [`Self::on_result`].
+    pub fn observe_cost(&mut self, request: u64, compute_s: f64) {
+        if self.partials_in_flight.contains_key(&request)
+            && compute_s.is_finite()
+            && compute_s > 0.0
+        {
+            self.partial_cost_s = if self.partial_cost_s == 0.0 {
+                compute_s
+            } else {
+                0.7 * self.partial_cost_s + 0.3 * compute_s
+            };
+        }
+    }
+
+    /// Seconds of new audio between partial captions at the current decode cost.
+    pub fn partial_interval_s(&self) -> f64 {
+        let share = self.config.partial_cpu_share;
+        let by_cost = if share > 0.0 {
+            self.partial_cost_s / share
+        } else {
+            0.0
+        };
+        self.config.partial_interval_s.max(by_cost)
     }
 
     /// Session audio received so far, seconds.
@@ -206,6 +260,10 @@ impl StreamingTranscriber {
                 self.close_utterance(span, &mut requests);
             }
             self.segmenter.on_event(*e);
+            match e {
+                VadEvent::SpeechStart { .. } => self.abandon_speculation(),
+                VadEvent::SpeechEnd { .. } => self.speculate(&mut requests),
+            }
         }
         let now = self.now_s();
         while let Some(span) = self.segmenter.poll(now) {
@@ -225,12 +283,57 @@ impl StreamingTranscriber {
         requests
     }
 
+    /// Speech stopped: decode the open utterance now, in case the pause turns out long enough
+    /// to end it.
+    fn speculate(&mut self, requests: &mut Vec<AsrRequest>) {
+        if !self.config.speculative_finals || self.speculation.is_some() {
+            return;
+        }
+        let (Some(open), Some(start)) = (&self.open, self.segmenter.open_start_sample()) else {
+            return;
+        };
+        let samples = self.slice(start, self.total).to_vec();
+        if samples.len() < (self.config.min_utterance_s * f64::from(TARGET_RATE)) as usize {
+            return;
+        }
+        let id = self.next_request;
+        self.next_request += 1;
+        self.speculation = Some(Speculation {
+            request: id,
+            utterance: open.id,
+            audio_end: self.total,
+            result: None,
+        });
+        requests.push(AsrRequest {
+            id,
+            kind: super::pool::JobKind::Final,
+            utterance: open.id,
+            samples,
+            options: self.options(),
+        });
+    }
+
+    /// Speech resumed: the speculative decode can no longer be the final; if it is still
+    /// running, its result becomes a caption.
+    fn abandon_speculation(&mut self) {
+        if let Some(spec) = self.speculation.take()
+            && spec.result.is_none()
+        {
+            self.partials_in_flight
+                .insert(spec.request, (spec.utterance, spec.audio_end));
+        }
+    }
+
     fn maybe_partial(&mut self, requests: &mut Vec<AsrRequest>) {
         if !self.config.partials {
             return;
         }
+        // While a speculative final is decoding the pause, a caption would only repeat it.
+        if self.speculation.is_some() {
+            return;
+        }
         let Some(open) = &self.open else { return };
-        let interval = (self.config.partial_interval_s * f64::from(TARGET_RATE)) as usize;
+        let interval = (self.partial_interval_s() * f64::from(TARGET_RATE)) as usize;
         let busy = self.partials_in_flight.values().any(|(u, _)| *u == open.id);
         if busy || self.total < open.last_partial_at + interval {
             return;
@@ -277,6 +380,29 @@ impl StreamingTranscriber {
             forced: span.forced,
             result: None,
         };
+        let speculation = self
+            .speculation
+            .take()
+            .filter(|spec| spec.utterance == utterance && !span.forced);
+        if let Some(spec) = speculation {
+            // No speech since the speculative decode started: it is this utterance's final.
+            match spec.result {
+                Some(result) => {
+                    self.pending_finals.insert(
+                        utterance,
+                        PendingFinal {
+                            result: Some(result),
+                            ..pending
+                        },
+                    );
+                }
+                None => {
+                    self.finals_in_flight.insert(spec.request, utterance);
+                    self.pending_finals.insert(utterance, pending);
+                }
+            }
+            return;
+        }
         if span.speech_s < self.config.min_utterance_s {
             // Too short to be words: resolved as empty without decoding.
             self.pending_finals.insert(
@@ -332,6 +458,15 @@ impl StreamingTranscriber {
         result: Result<Vec<Segment>, AsrError>,
     ) -> Vec<TranscriptEvent> {
         let mut events = Vec::new();
+        if let Some(spec) = self
+            .speculation
+            .as_mut()
+            .filter(|spec| spec.request == request)
+        {
+            // Kept until the utterance is cut (then it is the final) or speech resumes.
+            spec.result = Some(result);
+            return events;
+        }
         if let Some((utterance, audio_end)) = self.partials_in_flight.remove(&request) {
             let Ok(segments) = result else {
                 return events;

@@ -50,6 +50,16 @@ impl AudioFrontEnd {
         &self.vad
     }
 
+    /// Interleaved channels of the input.
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+
+    /// Sample rate of the input.
+    pub fn input_rate(&self) -> u32 {
+        self.input_rate
+    }
+
     /// Seconds of input consumed.
     pub fn input_s(&self) -> f64 {
         self.frames_in as f64 / f64::from(self.input_rate)
