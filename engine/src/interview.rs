@@ -770,6 +770,23 @@ impl<'r> Interview<'r> {
     }
 }
 
+/// Every fixed text the interviewer can say in an interview over `rubric`, each once, in the
+/// order an interview meets them: the intro, the warm-up, each item's prompt, rephrasing and
+/// probes, then the closing, consent-declined and skip phrases. Repetitions say one of these
+/// again, so this is everything a speech cache has to render before anyone joins.
+pub fn spoken_texts(rubric: &Rubric) -> Vec<String> {
+    let mut texts = vec![scripts::intro(&rubric.name), rubric.warmup.clone()];
+    for item in &rubric.items {
+        texts.push(item.prompt.clone());
+        texts.push(item.rephrasing.clone());
+        texts.extend(item.probes.iter().map(|p| p.text.clone()));
+    }
+    texts.extend([scripts::CLOSING, scripts::DECLINED, scripts::SKIPPED].map(String::from));
+    let mut seen = std::collections::HashSet::new();
+    texts.retain(|t| seen.insert(t.clone()));
+    texts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -943,6 +960,112 @@ mod tests {
             seen.sort_unstable();
             seen.dedup();
             proptest::prop_assert_eq!(seen.len(), iv.administered().len());
+        }
+    }
+
+    #[test]
+    fn every_asked_text_is_in_spoken_texts() {
+        use rand::Rng;
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rubrics");
+        let rubrics = crate::rubric::load_dir(&dir).unwrap();
+        assert!(!rubrics.is_empty());
+        for r in &rubrics {
+            let spoken = spoken_texts(r);
+            let set: std::collections::HashSet<&str> = spoken.iter().map(String::as_str).collect();
+            assert_eq!(set.len(), spoken.len(), "{}: duplicates", r.id);
+            // Answers of every kind: key concepts, level descriptors, vague, off-topic, intents.
+            let mut pool: Vec<String> = vec![
+                "Yes, I agree.".into(),
+                "well".into(),
+                "It depends on the situation really.".into(),
+                "Could you repeat that?".into(),
+                "What do you mean?".into(),
+                "Honestly, I don't know.".into(),
+                "skip".into(),
+                "Bananas are yellow and the weather is nice today in the city.".into(),
+                String::new(),
+            ];
+            for it in &r.items {
+                pool.push(
+                    it.concepts
+                        .iter()
+                        .map(|c| c.term.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                );
+                pool.push(it.levels[4].clone());
+                pool.push(it.levels[1].clone());
+            }
+            let mut asked = std::collections::HashSet::new();
+            for seed in 0..30u64 {
+                let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                let mut iv = Interview::new(
+                    r,
+                    InterviewConfig {
+                        seed,
+                        ..InterviewConfig::default()
+                    },
+                );
+                let mut t = 0.0;
+                let mut actions = iv.handle(Event::Start { at_s: t });
+                for _ in 0..400 {
+                    for a in &actions {
+                        if let Action::Ask { text, .. } = a {
+                            asked.insert(text.clone());
+                            assert!(
+                                set.contains(text.as_str()),
+                                "{} seed {seed}: not in spoken_texts: {text:?}",
+                                r.id
+                            );
+                        }
+                    }
+                    if iv.is_finished() {
+                        break;
+                    }
+                    t += rng.random_range(5.0..150.0);
+                    let roll = rng.random_range(0..100);
+                    // Every tenth applicant declines the recording.
+                    let event = if roll < 5 {
+                        Event::RepeatRequested { at_s: t }
+                    } else if roll < 8 {
+                        Event::Tick { at_s: t }
+                    } else if seed % 10 == 9 && iv.phase() == Phase::Intro {
+                        Event::Answer {
+                            text: "No".into(),
+                            at_s: t,
+                            speech: None,
+                            typed: false,
+                        }
+                    } else {
+                        let text = pool[rng.random_range(0..pool.len())].clone();
+                        Event::Answer {
+                            text,
+                            at_s: t,
+                            speech: None,
+                            typed: rng.random_bool(0.1),
+                        }
+                    };
+                    actions = iv.handle(event);
+                }
+                assert!(iv.is_finished(), "{} seed {seed}: did not end", r.id);
+            }
+            // The simulation reaches every kind of text, so the check above means something.
+            let probes = r
+                .items
+                .iter()
+                .flat_map(|i| &i.probes)
+                .filter(|p| asked.contains(&p.text));
+            assert!(probes.count() > 0, "{}: no probe asked", r.id);
+            assert!(
+                r.items.iter().any(|i| asked.contains(&i.rephrasing)),
+                "{}: no rephrasing",
+                r.id
+            );
+            assert!(
+                asked.contains(scripts::DECLINED) && asked.contains(scripts::CLOSING),
+                "{}",
+                r.id
+            );
         }
     }
 }

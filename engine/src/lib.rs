@@ -10,3 +10,4 @@ pub mod report;
 pub mod rubric;
 pub mod scoring;
 pub mod text;
+pub mod turn;

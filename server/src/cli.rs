@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -250,7 +251,7 @@ fn serve(
     database_url: Option<String>,
     demo: bool,
 ) -> Result<()> {
-    use crate::platform::{Application, PlatformConfig};
+    use crate::platform::PlatformConfig;
     let mut cfg = PlatformConfig::load(config.as_deref())?;
     if let Some(url) = database_url {
         cfg.database_url = url;
@@ -262,25 +263,67 @@ fn serve(
     {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
+    let transcriber = crate::live::start_transcriber(&cfg.live)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
+        let speech = Arc::new(crate::live::speech_cache(&cfg.live)?);
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("listening on {listen}"))?;
-        let app = Application::build(cfg, listener).await?;
-        eprintln!("nextmark: serving on http://{listen} (API under /v1, /healthz, /openapi.json)");
+        let (app, live) = crate::live::build(
+            cfg,
+            listener,
+            crate::live::LiveDependencies {
+                platform: crate::platform::Dependencies::default(),
+                transcriber,
+                speech,
+                demo,
+            },
+        )
+        .await?;
+        eprintln!(
+            "nextmark: serving on http://{listen} (API under /v1, interview socket \
+             /v1/interview-links/{{token}}/live, /healthz, /metrics, /openapi.json)"
+        );
         if demo {
             let (email, password) = app.ensure_demo_reviewer().await?;
             eprintln!("demo reviewer: {email} / {password}");
             let (email, password) = app.ensure_demo_admin().await?;
             eprintln!("demo admin:    {email} / {password}");
+            eprintln!(
+                "demo interviews: curl -X POST http://{listen}/v1/demo/interviews -d '{{\"discipline\":\"medicine\"}}' -H 'content-type: application/json'"
+            );
         }
-        app.run_until_stopped(async {
-            let _ = tokio::signal::ctrl_c().await;
-            eprintln!("nextmark: shutting down");
+        crate::live::run(app, live, async {
+            shutdown_signal().await;
+            eprintln!("nextmark: shutting down (finishing answers in flight)");
         })
         .await
     })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
 }
 
 fn model(action: ModelAction) -> Result<()> {

@@ -1,8 +1,11 @@
-//! The `nextmark` binary's library: command line, model installation, and (later) the HTTP
-//! API, transports and storage.
+//! The `nextmark` binary's library: command line, model installation, the platform HTTP API,
+//! the live interview server (transports, sessions, speech synthesis) and storage.
 
 pub mod cli;
 pub mod grader;
 pub mod interview_cli;
+pub mod live;
+pub mod metrics;
 pub mod models;
 pub mod platform;
+pub mod tts;

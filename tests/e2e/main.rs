@@ -5,6 +5,7 @@ mod audio_fixtures;
 mod grader;
 mod helpers;
 mod interview_cli;
+mod live;
 mod model;
 mod platform;
 mod platform_api;

@@ -312,7 +312,8 @@ impl UnixNow for ManualClock {
     }
 }
 
-fn init_logs() {
+/// Routes server logs to the test output when `TEST_LOG` is set (e.g. `TEST_LOG=debug`).
+pub fn init_logs() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {

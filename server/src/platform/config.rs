@@ -63,6 +63,8 @@ pub struct PlatformConfig {
     pub admin_email: Option<String>,
     /// The password for `admin_email`.
     pub admin_password: Option<Secret>,
+    /// The live interview server (`[live]` table, `NEXTMARK_LIVE_*` variables).
+    pub live: crate::live::config::LiveSettings,
 }
 
 impl Default for PlatformConfig {
@@ -82,6 +84,7 @@ impl Default for PlatformConfig {
             trust_forwarded_for: false,
             admin_email: None,
             admin_password: None,
+            live: Default::default(),
         }
     }
 }
@@ -135,7 +138,11 @@ impl PlatformConfig {
                 }
                 "ADMIN_EMAIL" => self.admin_email = Some(value),
                 "ADMIN_PASSWORD" => self.admin_password = Some(Secret::new(value)),
-                _ => {}
+                other => {
+                    if let Some(live_key) = other.strip_prefix("LIVE_") {
+                        self.live.apply_env(live_key, &name, &value)?;
+                    }
+                }
             }
         }
         self.check()?;
@@ -171,7 +178,7 @@ impl PlatformConfig {
                 bail!("{name} must be at least 1");
             }
         }
-        Ok(())
+        self.live.check()
     }
 }
 

@@ -1,0 +1,157 @@
+//! Settings of the live interview server (the `[live]` table of the configuration file, or
+//! `NEXTMARK_LIVE_*` variables): transcription, speech synthesis, WebRTC, recordings, resume.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use serde::Deserialize;
+
+use super::webrtc::IceServer;
+use crate::platform::config::Secret;
+
+/// Which speech synthesizer speaks the questions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TtsBackend {
+    /// The embedded espeak-ng (the default; needs no network).
+    Espeak,
+    /// An OpenAI-compatible `/audio/speech` endpoint.
+    Openai,
+}
+
+/// Live server settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LiveSettings {
+    /// The ggml Whisper model (default: the one `nextmark model install` put in NEXTMARK_HOME).
+    pub model: Option<PathBuf>,
+    /// Decoder workers (default: one per two cores).
+    pub asr_workers: Option<usize>,
+    /// whisper threads per worker (default: cores / workers).
+    pub asr_threads: Option<usize>,
+    /// Live sessions accepted at once; more get a clear `server_busy` error.
+    pub max_sessions: usize,
+    /// How long a dropped session waits for its applicant to reconnect, seconds.
+    pub resume_window_secs: u64,
+    /// Where recordings are written, one folder per interview.
+    pub recordings_dir: PathBuf,
+    /// Largest accepted WebSocket frame, bytes (a second of 48 kHz stereo PCM is 192 kB).
+    pub max_frame_bytes: usize,
+    /// Seconds a connection may stay silent (no frame at all) before it is treated as dropped.
+    pub idle_timeout_secs: u64,
+    /// Speech synthesizer.
+    pub tts: TtsBackend,
+    /// espeak-ng voice.
+    pub tts_voice: String,
+    /// espeak-ng speed, words per minute.
+    pub tts_wpm: u32,
+    /// OpenAI-compatible speech endpoint base URL (e.g. `http://host:8000/v1`).
+    pub tts_base_url: Option<String>,
+    /// Model name for the speech endpoint.
+    pub tts_model: String,
+    /// Voice name for the speech endpoint.
+    pub tts_openai_voice: String,
+    /// Bearer key for the speech endpoint.
+    pub tts_api_key: Option<Secret>,
+    /// Where synthesized question audio is cached across restarts (default: NEXTMARK_HOME/tts).
+    pub tts_cache_dir: Option<PathBuf>,
+    /// Address the WebRTC media sockets bind to (`0.0.0.0` to advertise every interface).
+    pub webrtc_bind_ip: IpAddr,
+    /// STUN/TURN servers for deployments behind NAT.
+    pub ice_servers: Vec<IceServer>,
+    /// Cap on the rubric items one interview asks (default: the engine's 12); short demo and
+    /// test interviews set it low.
+    pub interview_max_items: Option<usize>,
+    /// Render every rubric's fixed texts at start-up (off only in tests that need no voice
+    /// ahead of time).
+    pub prerender_speech: bool,
+}
+
+impl Default for LiveSettings {
+    fn default() -> Self {
+        let home = crate::models::nextmark_home();
+        Self {
+            model: None,
+            asr_workers: None,
+            asr_threads: None,
+            max_sessions: 16,
+            resume_window_secs: 120,
+            recordings_dir: home.join("recordings"),
+            max_frame_bytes: 256 * 1024,
+            idle_timeout_secs: 45,
+            tts: TtsBackend::Espeak,
+            tts_voice: "en-us".into(),
+            tts_wpm: 165,
+            tts_base_url: None,
+            tts_model: "tts-1".into(),
+            tts_openai_voice: "alloy".into(),
+            tts_api_key: None,
+            tts_cache_dir: None,
+            webrtc_bind_ip: IpAddr::from([127, 0, 0, 1]),
+            ice_servers: Vec::new(),
+            interview_max_items: None,
+            prerender_speech: true,
+        }
+    }
+}
+
+impl LiveSettings {
+    /// Applies one `NEXTMARK_LIVE_*` variable (`key` without the prefix); `false` if unknown.
+    pub fn apply_env(&mut self, key: &str, name: &str, value: &str) -> Result<bool> {
+        let num = |v: &str| -> Result<u64> {
+            v.trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{name}={v:?} is not a valid number"))
+        };
+        match key {
+            "MODEL" => self.model = Some(PathBuf::from(value)),
+            "ASR_WORKERS" => self.asr_workers = Some(num(value)? as usize),
+            "ASR_THREADS" => self.asr_threads = Some(num(value)? as usize),
+            "MAX_SESSIONS" => self.max_sessions = num(value)? as usize,
+            "RESUME_WINDOW_SECS" => self.resume_window_secs = num(value)?,
+            "RECORDINGS_DIR" => self.recordings_dir = PathBuf::from(value),
+            "MAX_FRAME_BYTES" => self.max_frame_bytes = num(value)? as usize,
+            "IDLE_TIMEOUT_SECS" => self.idle_timeout_secs = num(value)?,
+            "TTS" => {
+                self.tts = match value {
+                    "espeak" => TtsBackend::Espeak,
+                    "openai" => TtsBackend::Openai,
+                    other => bail!("{name}={other:?}: expected espeak or openai"),
+                }
+            }
+            "INTERVIEW_MAX_ITEMS" => self.interview_max_items = Some(num(value)? as usize),
+            "TTS_VOICE" => self.tts_voice = value.into(),
+            "TTS_WPM" => self.tts_wpm = num(value)? as u32,
+            "TTS_BASE_URL" => self.tts_base_url = Some(value.into()),
+            "TTS_MODEL" => self.tts_model = value.into(),
+            "TTS_OPENAI_VOICE" => self.tts_openai_voice = value.into(),
+            "TTS_API_KEY" => self.tts_api_key = Some(Secret::new(value)),
+            "TTS_CACHE_DIR" => self.tts_cache_dir = Some(PathBuf::from(value)),
+            "WEBRTC_BIND_IP" => {
+                self.webrtc_bind_ip = value
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("{name}={value:?} is not an IP address"))?
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Rejects settings that cannot work, naming the setting.
+    pub fn check(&self) -> Result<()> {
+        if self.max_sessions == 0 {
+            bail!("live.max_sessions must be at least 1");
+        }
+        if self.max_frame_bytes < 4096 {
+            bail!("live.max_frame_bytes must be at least 4096");
+        }
+        if self.tts == TtsBackend::Openai && self.tts_base_url.is_none() {
+            bail!("live.tts = \"openai\" needs live.tts_base_url");
+        }
+        if self.idle_timeout_secs < 5 {
+            bail!("live.idle_timeout_secs must be at least 5");
+        }
+        Ok(())
+    }
+}

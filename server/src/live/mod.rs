@@ -1,0 +1,466 @@
+//! The live interview server: transports (WebSocket, WebRTC signalled over it), one session
+//! task per interview, the registry that lets a dropped applicant come back, speech synthesis,
+//! recording, metrics, demo interviews, and graceful shutdown.
+
+pub mod config;
+pub mod protocol;
+pub mod recording;
+pub mod session;
+pub mod webrtc;
+pub mod ws;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use nextmark_engine::asr::Transcriber;
+use nextmark_engine::report::{Report, render_html};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use self::config::LiveSettings;
+use self::protocol::{AudioFormat, SpeechFormat};
+use self::session::{Inbound, Outbound, SessionSeed, run_session};
+use self::webrtc::WebRtcConfig;
+use crate::metrics::Metrics;
+use crate::platform::error::ApiError;
+use crate::platform::store::{Interview as StoredInterview, InterviewStatus};
+use crate::platform::{AppState, Application, Dependencies, PlatformConfig};
+use crate::tts::SpeechCache;
+
+/// Everything sessions share: the platform state, the transcriber, the voice, metrics, and the
+/// registry of live sessions.
+pub struct LiveShared {
+    /// Platform state (store, clock, rubrics, configuration).
+    pub platform: AppState,
+    /// Live settings.
+    pub settings: LiveSettings,
+    /// The speech-to-text backend shared by all sessions.
+    pub transcriber: Arc<dyn Transcriber>,
+    /// Question audio, cached.
+    pub speech: Arc<SpeechCache>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// WebRTC settings.
+    pub webrtc: WebRtcConfig,
+    /// Whether demo endpoints are on.
+    pub demo: bool,
+    /// Interview id → the session's inbound queue.
+    sessions: Mutex<HashMap<String, mpsc::Sender<Inbound>>>,
+    next_conn: AtomicU64,
+    /// Cancelled when the server shuts down.
+    pub shutdown: CancellationToken,
+    /// Session tasks, so shutdown can wait for them.
+    pub tasks: TaskTracker,
+}
+
+impl std::fmt::Debug for LiveShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveShared")
+            .field("transcriber", &self.transcriber.name())
+            .field("demo", &self.demo)
+            .finish()
+    }
+}
+
+/// Why a connection could not join its interview.
+#[derive(Debug)]
+pub enum AttachError {
+    /// Too many live sessions.
+    Busy,
+    /// The server is shutting down.
+    ShuttingDown,
+    /// The session ended between lookup and attach.
+    Gone,
+    /// Loading committed answers failed.
+    Internal(anyhow::Error),
+}
+
+impl LiveShared {
+    /// Removes a finished session from the registry.
+    pub fn forget(&self, interview_id: &str) {
+        self.lock().remove(interview_id);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<Inbound>>> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Live sessions in the registry (attached or parked).
+    pub fn session_count(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Where the report of an interview can be read once completed.
+    pub fn report_url(&self, seed: &SessionSeed) -> String {
+        let base = self.platform.public_url();
+        if seed.demo {
+            format!("{base}/v1/interview-links/{}/report", seed.link_token)
+        } else {
+            format!("{base}/v1/review/interviews/{}", seed.interview_id)
+        }
+    }
+
+    /// Joins a connection to its interview's session, starting the session (rebuilt from what
+    /// was committed, if anything) when none is running. Returns the connection number and the
+    /// session's inbound queue.
+    pub async fn attach(
+        self: &Arc<Self>,
+        interview: &StoredInterview,
+        link_token: &str,
+        out: mpsc::Sender<Outbound>,
+        audio: AudioFormat,
+        speech: Option<Option<SpeechFormat>>,
+    ) -> Result<(u64, mpsc::Sender<Inbound>), AttachError> {
+        if self.shutdown.is_cancelled() {
+            return Err(AttachError::ShuttingDown);
+        }
+        let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let existing = self.lock().get(&interview.id).cloned();
+        let inbound = match existing {
+            Some(tx) if !tx.is_closed() => tx,
+            _ => {
+                let committed = if interview.status == InterviewStatus::Live {
+                    self.platform
+                        .store
+                        .answers(&interview.id)
+                        .await
+                        .map_err(|e| AttachError::Internal(anyhow::Error::new(e)))?
+                } else {
+                    Vec::new()
+                };
+                let (tx, rx) = mpsc::channel(session::INBOUND_CAPACITY);
+                {
+                    let mut sessions = self.lock();
+                    if let Some(tx) = sessions.get(&interview.id).filter(|t| !t.is_closed()) {
+                        // Another connection started it meanwhile.
+                        tx.clone()
+                    } else {
+                        if sessions.len() >= self.settings.max_sessions {
+                            return Err(AttachError::Busy);
+                        }
+                        sessions.insert(interview.id.clone(), tx.clone());
+                        let seed = SessionSeed {
+                            interview_id: interview.id.clone(),
+                            link_token: link_token.to_string(),
+                            discipline: interview.discipline.clone(),
+                            demo: interview.attempt_id.is_none(),
+                            committed,
+                        };
+                        let me = self.clone();
+                        let cancel = self.shutdown.child_token();
+                        self.tasks
+                            .spawn(async move { run_session(me, seed, rx, cancel).await });
+                        tx
+                    }
+                }
+            }
+        };
+        inbound
+            .send(Inbound::Attach {
+                conn,
+                out,
+                audio,
+                speech,
+            })
+            .await
+            .map_err(|_| AttachError::Gone)?;
+        Ok((conn, inbound))
+    }
+
+    /// Stops accepting sessions and lets every session finish its answer in flight; waits up to
+    /// `grace` for them.
+    pub async fn shut_down(&self, grace: Duration) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some sessions did not stop within the grace period");
+        }
+    }
+}
+
+/// What the live server needs besides the platform configuration.
+pub struct LiveDependencies {
+    /// Platform dependencies (clock, mailer).
+    pub platform: Dependencies,
+    /// The transcriber (the whisper worker pool in production).
+    pub transcriber: Arc<dyn Transcriber>,
+    /// The question voice.
+    pub speech: Arc<SpeechCache>,
+    /// Demo endpoints on.
+    pub demo: bool,
+}
+
+/// Builds the platform API with the live interview routes merged in.
+pub async fn build(
+    config: PlatformConfig,
+    listener: TcpListener,
+    deps: LiveDependencies,
+) -> Result<(Application, Arc<LiveShared>)> {
+    let slot: Arc<OnceLock<Arc<LiveShared>>> = Arc::new(OnceLock::new());
+    let settings = config.live.clone();
+    let webrtc = WebRtcConfig {
+        ice_servers: settings.ice_servers.clone(),
+        bind_ip: settings.webrtc_bind_ip,
+        udp_port_range: None,
+    };
+    let metrics = Arc::new(Metrics::new());
+    let LiveDependencies {
+        mut platform,
+        transcriber,
+        speech,
+        demo,
+    } = deps;
+    let filled = slot.clone();
+    platform.extra_routes = Some(Box::new(move |state: AppState| {
+        let shared = Arc::new(LiveShared {
+            platform: state,
+            settings,
+            transcriber,
+            speech,
+            metrics,
+            webrtc,
+            demo,
+            sessions: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(0),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        });
+        let _ = filled.set(shared.clone());
+        router(shared)
+    }));
+    let app = Application::build_with(config, listener, platform).await?;
+    let shared = slot
+        .get()
+        .cloned()
+        .context("the live routes were not built")?;
+    // Render every fixed text of every rubric ahead, so speaking costs nothing at turn time.
+    let mut texts = Vec::new();
+    for id in shared.platform.rubrics.ids() {
+        if let Some(rubric) = shared.platform.rubrics.get(id) {
+            texts.extend(nextmark_engine::interview::spoken_texts(rubric));
+        }
+    }
+    if shared.settings.prerender_speech {
+        shared.speech.prerender(texts);
+    }
+    Ok((app, shared))
+}
+
+/// Serves until `signal` resolves, then shuts the live sessions down gracefully (answers in
+/// flight are finished and committed) before the HTTP server stops.
+pub async fn run(
+    app: Application,
+    live: Arc<LiveShared>,
+    signal: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    app.run_until_stopped(async move {
+        signal.await;
+        live.shut_down(Duration::from_secs(15)).await;
+    })
+    .await
+}
+
+fn router(live: Arc<LiveShared>) -> Router {
+    let mut router = Router::new()
+        .route("/v1/interview-links/{token}/live", get(ws::live_socket))
+        .route("/v1/interview-links/{token}/report", get(link_report))
+        .route(
+            "/v1/interview-links/{token}/report.html",
+            get(link_report_html),
+        )
+        .route("/metrics", get(metrics));
+    if live.demo {
+        router = router.route("/v1/demo/interviews", post(create_demo_interview));
+    }
+    router.with_state(live)
+}
+
+async fn metrics(State(live): State<Arc<LiveShared>>) -> impl IntoResponse {
+    live.metrics
+        .set_asr_queue_depth(live.transcriber_queue_depth());
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        live.metrics.render(),
+    )
+}
+
+impl LiveShared {
+    fn transcriber_queue_depth(&self) -> i64 {
+        0
+    }
+}
+
+/// Body of `POST /v1/demo/interviews`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoRequest {
+    /// Rubric id, e.g. `medicine`.
+    pub discipline: String,
+}
+
+/// Answer of `POST /v1/demo/interviews`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DemoInterview {
+    /// The interview.
+    pub interview_id: String,
+    /// The WebSocket to talk on.
+    pub ws_url: String,
+    /// The page an applicant would open.
+    pub join_url: String,
+}
+
+async fn create_demo_interview(
+    State(live): State<Arc<LiveShared>>,
+    body: Result<Json<DemoRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<DemoInterview>), ApiError> {
+    let Json(body) = body.map_err(|e| ApiError::invalid("body", e.body_text()))?;
+    let platform = &live.platform;
+    if platform.rubrics.get(&body.discipline).is_none() {
+        let known: Vec<&str> = platform.rubrics.ids().collect();
+        return Err(ApiError::invalid(
+            "discipline",
+            format!(
+                "unknown discipline {:?}; known: {}",
+                body.discipline,
+                known.join(", ")
+            ),
+        ));
+    }
+    let created = platform
+        .store
+        .create_interview(None, &body.discipline, platform.now())
+        .await?;
+    let base = platform.public_url();
+    let ws_base = base
+        .replacen("https://", "wss://", 1)
+        .replacen("http://", "ws://", 1);
+    Ok((
+        StatusCode::CREATED,
+        Json(DemoInterview {
+            interview_id: created.interview.id,
+            ws_url: format!("{ws_base}/v1/interview-links/{}/live", created.link_token),
+            join_url: format!("{base}/interview/{}", created.link_token),
+        }),
+    ))
+}
+
+async fn demo_report(live: &LiveShared, token: &str) -> Result<Report, ApiError> {
+    if token.len() > 256 {
+        return Err(ApiError::not_found("interview link"));
+    }
+    let platform = &live.platform;
+    let interview = platform
+        .store
+        .get_interview_by_token(token, platform.now())
+        .await?;
+    if interview.attempt_id.is_some() {
+        // Screening reports are for reviewers only.
+        return Err(ApiError::not_found("report"));
+    }
+    let report = interview.report.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "interview_not_completed",
+            "the interview has no report yet",
+        )
+    })?;
+    serde_json::from_value(report).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "bad_report",
+            format!("stored report unreadable: {e}"),
+        )
+    })
+}
+
+async fn link_report(
+    State(live): State<Arc<LiveShared>>,
+    Path(token): Path<String>,
+) -> Result<Json<Report>, ApiError> {
+    demo_report(&live, &token).await.map(Json)
+}
+
+async fn link_report_html(
+    State(live): State<Arc<LiveShared>>,
+    Path(token): Path<String>,
+) -> Result<Html<String>, ApiError> {
+    let report = demo_report(&live, &token).await?;
+    let pass = live
+        .platform
+        .rubrics
+        .get(&report.discipline)
+        .map_or(2.0, |r| r.pass.min_dimension);
+    Ok(Html(render_html(&report, pass)))
+}
+
+/// The speech synthesizer the settings ask for, behind a cache (on disk under
+/// `tts_cache_dir`, default NEXTMARK_HOME/tts).
+pub fn speech_cache(settings: &LiveSettings) -> Result<SpeechCache> {
+    use self::config::TtsBackend;
+    use crate::tts::{Espeak, EspeakConfig, OpenAiSpeech, OpenAiSpeechConfig, SpeechEngine};
+    let engine: Arc<dyn SpeechEngine> = match settings.tts {
+        TtsBackend::Espeak => Arc::new(
+            Espeak::new(EspeakConfig {
+                voice: settings.tts_voice.clone(),
+                words_per_minute: settings.tts_wpm,
+                ..EspeakConfig::default()
+            })
+            .context("setting up espeak-ng")?,
+        ),
+        TtsBackend::Openai => {
+            let mut config = OpenAiSpeechConfig::new(
+                settings
+                    .tts_base_url
+                    .clone()
+                    .context("live.tts_base_url is required with tts = \"openai\"")?,
+                settings.tts_model.clone(),
+                settings.tts_openai_voice.clone(),
+            );
+            config.api_key = settings.tts_api_key.clone();
+            Arc::new(OpenAiSpeech::new(config).context("setting up the speech endpoint")?)
+        }
+    };
+    let dir = settings
+        .tts_cache_dir
+        .clone()
+        .unwrap_or_else(|| crate::models::nextmark_home().join("tts"));
+    Ok(SpeechCache::new(engine).with_disk_dir(dir))
+}
+
+/// Loads the Whisper model and starts the worker pool sized by the settings.
+pub fn start_transcriber(
+    settings: &LiveSettings,
+) -> Result<Arc<nextmark_engine::asr::pool::WorkerPool>> {
+    use nextmark_engine::asr::WhisperModel;
+    use nextmark_engine::asr::pool::{PoolConfig, WorkerPool};
+    let path = crate::models::resolve_model(settings.model.as_deref())
+        .context("finding the Whisper model (run `nextmark model install`)")?;
+    let model = WhisperModel::load(&path)?;
+    let mut pool = PoolConfig::for_cores(crate::cli::default_threads());
+    if let Some(workers) = settings.asr_workers {
+        pool.workers = workers.max(1);
+    }
+    if let Some(threads) = settings.asr_threads {
+        pool.threads_per_worker = threads.max(1);
+    }
+    Ok(Arc::new(WorkerPool::start(&model, pool)?))
+}

@@ -1,0 +1,350 @@
+//! The interview WebSocket: the `hello` handshake, then binary audio and JSON control messages
+//! in, JSON events and question audio out, with keep-alive pings and an idle timeout. The
+//! socket side is generic over `Sink`/`Stream` so tests can drive it with channels.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use tokio::sync::mpsc;
+
+use super::protocol::{
+    AudioEncoding, AudioFormat, ClientMessage, PROTOCOL_VERSION, ServerMessage, SpeechFormat,
+    parse_client_message,
+};
+use super::session::{Inbound, OUTBOUND_CAPACITY, Outbound};
+use super::{AttachError, LiveShared};
+use crate::platform::error::ApiError;
+use crate::platform::store::{Interview as StoredInterview, InterviewStatus};
+
+/// How long a client has to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Keep-alive ping period.
+const PING_EVERY: Duration = Duration::from_secs(15);
+
+/// `GET /v1/interview-links/{token}/live`: checks the link, then upgrades to the interview
+/// WebSocket.
+pub async fn live_socket(
+    State(live): State<Arc<LiveShared>>,
+    Path(token): Path<String>,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    match check_link(&live, &token).await {
+        Err(e) => e.into_response(),
+        Ok(interview) => match upgrade {
+            Err(rejection) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "websocket_required",
+                format!("this URL speaks the interview WebSocket protocol: {rejection}"),
+            )
+            .into_response(),
+            Ok(upgrade) => {
+                // Oversized frames get an error event, not a dropped connection: accept up to
+                // four times the limit at the protocol level and check the size ourselves.
+                let limit = live.settings.max_frame_bytes;
+                upgrade
+                    .max_message_size(limit * 4)
+                    .max_frame_size(limit * 4)
+                    .on_upgrade(move |socket| async move {
+                        serve_socket(live, interview, token, socket).await;
+                    })
+            }
+        },
+    }
+}
+
+async fn check_link(live: &LiveShared, token: &str) -> Result<StoredInterview, ApiError> {
+    if live.shutdown.is_cancelled() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is restarting; try again in a moment",
+        ));
+    }
+    if token.len() > 256 {
+        return Err(ApiError::not_found("interview link"));
+    }
+    let platform = &live.platform;
+    let interview = platform
+        .store
+        .get_interview_by_token(token, platform.now())
+        .await?;
+    if interview.status == InterviewStatus::Completed {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "interview_completed",
+            "this interview is already completed",
+        ));
+    }
+    Ok(interview)
+}
+
+/// Checks a `hello`'s audio format; the error message says what is accepted.
+pub fn check_audio_format(audio: &AudioFormat) -> Result<(), String> {
+    if !(1..=2).contains(&audio.channels) {
+        return Err(format!("channels must be 1 or 2, not {}", audio.channels));
+    }
+    match audio.encoding {
+        AudioEncoding::PcmS16le => nextmark_engine::audio::check_rate(audio.sample_rate)
+            .map_err(|e| format!("{e} (pcm_s16le accepts 8000 to 96000 Hz)")),
+        AudioEncoding::Opus | AudioEncoding::Webrtc => Ok(()),
+    }
+}
+
+/// Serves one interview connection over any WebSocket-like transport.
+pub async fn serve_socket<S, E>(
+    live: Arc<LiveShared>,
+    interview: StoredInterview,
+    token: String,
+    socket: S,
+) where
+    S: Stream<Item = Result<Message, E>> + Sink<Message> + Send + 'static,
+    E: std::fmt::Display,
+{
+    let (mut sink, mut stream) = socket.split();
+    let (out_tx, mut out_rx) = mpsc::channel::<Outbound>(OUTBOUND_CAPACITY);
+    // The writer owns the sink: events, question audio and keep-alive pings.
+    let writer = tokio::spawn(async move {
+        let mut pings = tokio::time::interval(PING_EVERY);
+        pings.tick().await;
+        loop {
+            tokio::select! {
+                next = out_rx.recv() => {
+                    let message = match next {
+                        Some(Outbound::Event(event)) => match serde_json::to_string(&event) {
+                            Ok(text) => Message::Text(text.into()),
+                            Err(_) => continue,
+                        },
+                        Some(Outbound::Audio(bytes)) => Message::Binary(bytes),
+                        Some(Outbound::Close) | None => {
+                            let _ = sink.send(Message::Close(None)).await;
+                            break;
+                        }
+                    };
+                    if sink.send(message).await.is_err() {
+                        break;
+                    }
+                }
+                _ = pings.tick() => {
+                    if sink.send(Message::Ping(Bytes::from_static(b"nm"))).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    let idle = Duration::from_secs(live.settings.idle_timeout_secs);
+    let max_frame = live.settings.max_frame_bytes;
+    let say = |event: ServerMessage| {
+        let tx = out_tx.clone();
+        async move {
+            let _ = tx.send(Outbound::Event(event)).await;
+        }
+    };
+
+    // Handshake: wait for a valid hello; other frames get an error event and are ignored.
+    let deadline = tokio::time::Instant::now() + HELLO_TIMEOUT;
+    let (audio, speech): (AudioFormat, Option<Option<SpeechFormat>>) = loop {
+        let frame = match tokio::time::timeout_at(deadline, stream.next()).await {
+            Err(_) => {
+                say(ServerMessage::error(
+                    "hello_timeout",
+                    format!("send hello within {} s", HELLO_TIMEOUT.as_secs()),
+                    true,
+                ))
+                .await;
+                let _ = out_tx.send(Outbound::Close).await;
+                drop(out_tx);
+                let _ = writer.await;
+                return;
+            }
+            Ok(None) | Ok(Some(Err(_))) => {
+                drop(out_tx);
+                let _ = writer.await;
+                return;
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        match frame {
+            Message::Text(text) => match parse_client_message(&text) {
+                Ok(ClientMessage::Hello {
+                    protocol,
+                    audio,
+                    speech,
+                }) => {
+                    if protocol != PROTOCOL_VERSION {
+                        live.metrics.inc_protocol_errors("unsupported_protocol");
+                        say(ServerMessage::error(
+                            "unsupported_protocol",
+                            format!(
+                                "protocol {protocol} is not supported; this server speaks {PROTOCOL_VERSION}"
+                            ),
+                            true,
+                        ))
+                        .await;
+                        let _ = out_tx.send(Outbound::Close).await;
+                        drop(out_tx);
+                        let _ = writer.await;
+                        return;
+                    }
+                    if let Err(message) = check_audio_format(&audio) {
+                        live.metrics.inc_protocol_errors("bad_audio_format");
+                        say(ServerMessage::error("bad_audio_format", message, false)).await;
+                        continue;
+                    }
+                    if let Some(Some(s)) = speech
+                        && nextmark_engine::audio::check_rate(s.sample_rate).is_err()
+                    {
+                        say(ServerMessage::error(
+                            "bad_audio_format",
+                            format!(
+                                "speech.sample_rate {} is not in 8000..=96000",
+                                s.sample_rate
+                            ),
+                            false,
+                        ))
+                        .await;
+                        continue;
+                    }
+                    break (audio, speech);
+                }
+                Ok(ClientMessage::Ping { nonce }) => say(ServerMessage::Pong { nonce }).await,
+                Ok(_) => {
+                    live.metrics.inc_protocol_errors("hello_required");
+                    say(ServerMessage::error(
+                        "hello_required",
+                        "the first message must be hello",
+                        false,
+                    ))
+                    .await;
+                }
+                Err(e) => {
+                    live.metrics.inc_protocol_errors(e.code);
+                    say(ServerMessage::error(e.code, e.message, false)).await;
+                }
+            },
+            Message::Binary(_) => {
+                live.metrics.inc_protocol_errors("hello_required");
+                say(ServerMessage::error(
+                    "hello_required",
+                    "audio arrived before hello; send hello first",
+                    false,
+                ))
+                .await;
+            }
+            Message::Close(_) => {
+                drop(out_tx);
+                let _ = writer.await;
+                return;
+            }
+            Message::Ping(_) | Message::Pong(_) => {}
+        }
+    };
+
+    let (conn, inbound) = match live
+        .attach(&interview, &token, out_tx.clone(), audio, speech)
+        .await
+    {
+        Ok(joined) => joined,
+        Err(e) => {
+            let (code, message) = match e {
+                AttachError::Busy => (
+                    "server_busy",
+                    "too many interviews right now; try again in a few minutes".to_string(),
+                ),
+                AttachError::ShuttingDown => (
+                    "shutting_down",
+                    "the server is restarting; try again in a moment".to_string(),
+                ),
+                AttachError::Gone => ("session_ended", "the interview session ended".to_string()),
+                AttachError::Internal(e) => {
+                    tracing::error!(error = format!("{e:#}"), "attaching a connection");
+                    ("internal", "the interview could not be loaded".to_string())
+                }
+            };
+            say(ServerMessage::error(code, message, true)).await;
+            let _ = out_tx.send(Outbound::Close).await;
+            drop(out_tx);
+            let _ = writer.await;
+            return;
+        }
+    };
+
+    // Reader: forward frames to the session until the socket closes or goes quiet.
+    let mut on_purpose = false;
+    loop {
+        let frame = match tokio::time::timeout(idle, stream.next()).await {
+            Err(_) => {
+                tracing::info!(conn, "connection idle; treating it as dropped");
+                break;
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                tracing::debug!(conn, error = %e, "socket read failed");
+                break;
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let forwarded = match frame {
+            Message::Binary(bytes) => {
+                if bytes.len() > max_frame {
+                    live.metrics.inc_protocol_errors("frame_too_large");
+                    say(ServerMessage::error(
+                        "frame_too_large",
+                        format!(
+                            "an audio frame of {} bytes exceeds the limit of {max_frame}; send frames of 20–500 ms",
+                            bytes.len()
+                        ),
+                        false,
+                    ))
+                    .await;
+                    continue;
+                }
+                inbound.send(Inbound::Audio { conn, bytes }).await
+            }
+            Message::Text(text) => {
+                if text.len() > max_frame {
+                    live.metrics.inc_protocol_errors("frame_too_large");
+                    say(ServerMessage::error(
+                        "frame_too_large",
+                        format!(
+                            "a text frame of {} bytes exceeds the limit of {max_frame}",
+                            text.len()
+                        ),
+                        false,
+                    ))
+                    .await;
+                    continue;
+                }
+                match parse_client_message(&text) {
+                    Ok(ClientMessage::Bye) => {
+                        on_purpose = true;
+                        break;
+                    }
+                    Ok(message) => inbound.send(Inbound::Control { conn, message }).await,
+                    Err(e) => {
+                        live.metrics.inc_protocol_errors(e.code);
+                        say(ServerMessage::error(e.code, e.message, false)).await;
+                        continue;
+                    }
+                }
+            }
+            Message::Close(_) => break,
+            Message::Ping(_) | Message::Pong(_) => continue,
+        };
+        if forwarded.is_err() {
+            // The session ended (completed); the writer closes the socket.
+            break;
+        }
+    }
+    let _ = inbound.send(Inbound::Detached { conn, on_purpose }).await;
+    drop(out_tx);
+    drop(inbound);
+    // The writer ends when the session drops its sender or asks to close.
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+}
