@@ -9,3 +9,4 @@ pub mod metrics;
 pub mod models;
 pub mod platform;
 pub mod tts;
+pub mod web;

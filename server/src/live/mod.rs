@@ -284,7 +284,8 @@ fn router(live: Arc<LiveShared>) -> Router {
             "/v1/interview-links/{token}/report.html",
             get(link_report_html),
         )
-        .route("/metrics", get(metrics));
+        .route("/metrics", get(metrics))
+        .merge(crate::web::routes());
     if live.demo {
         router = router.route("/v1/demo/interviews", post(create_demo_interview));
     }

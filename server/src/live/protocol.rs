@@ -156,6 +156,10 @@ pub enum ServerMessage {
         again: bool,
         /// The spoken audio sent after this event as binary frames, when requested.
         audio: Option<SpeechAudio>,
+        /// After an answer: seconds from the arrival of the audio frame that ended the answer
+        /// to this event (the server's turn latency, for benchmarks).
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        turn_latency_s: Option<f64>,
     },
     /// A caption of what the applicant said.
     Transcript {

@@ -343,6 +343,9 @@ struct Session<'r> {
     resumed_from_storage: bool,
     /// A WebRTC connection attached: begin (`false`) or continue (`true`) once it connects.
     begin_on_connect: Option<bool>,
+    /// While an answer is being handed over: when the audio frame that ended it arrived (the
+    /// start of the turn latency reported with the next question).
+    turn_from: Option<Instant>,
 }
 
 impl<'r> Session<'r> {
@@ -397,6 +400,7 @@ impl<'r> Session<'r> {
             peer_events: None,
             next_conn_hint: 0,
             begin_on_connect: None,
+            turn_from: None,
             resumed_from_storage: !seed.committed.is_empty(),
             seed,
         }
@@ -1246,10 +1250,9 @@ impl<'r> Session<'r> {
         // before a finish closes the interview to writes).
         let label = self.current_label();
         self.commit(&label, logged, scored).await;
+        self.turn_from = audio_wall;
         self.apply(actions, voice_wall).await;
-        if let Some(at) = audio_wall {
-            self.live.metrics.observe_turn_latency(at.elapsed());
-        }
+        self.turn_from = None;
     }
 
     /// Carries out the state machine's actions.
@@ -1334,12 +1337,18 @@ impl<'r> Session<'r> {
                 Err(e) => tracing::warn!(error = %e, "resampling question audio"),
             }
         }
+        let turn_latency_s = self.turn_from.take().map(|at| {
+            let elapsed = at.elapsed();
+            self.live.metrics.observe_turn_latency(elapsed);
+            elapsed.as_secs_f64()
+        });
         self.send(ServerMessage::Question {
             id: id.clone(),
             text: text.clone(),
             index,
             again,
             audio: audio_info,
+            turn_latency_s,
         })
         .await;
         if let Some(out) = self.out() {
