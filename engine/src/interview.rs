@@ -302,6 +302,18 @@ pub struct Interview<'r> {
     turns: Vec<Turn>,
     results: Vec<ItemResult>,
     stop: Option<StopReason>,
+    /// Time spent scoring and selecting during the last event, for latency metrics only (never
+    /// used in a decision, so the machine stays deterministic).
+    timings: StepTimings,
+}
+
+/// Where the last event's compute went (instrumentation; decisions never read clocks).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StepTimings {
+    /// Scoring answers (including probe decisions).
+    pub scoring: std::time::Duration,
+    /// Choosing the next item.
+    pub selection: std::time::Duration,
 }
 
 /// The texts the interviewer says that are not rubric items.
@@ -359,12 +371,18 @@ impl<'r> Interview<'r> {
             turns: Vec::new(),
             results: Vec::new(),
             stop: None,
+            timings: StepTimings::default(),
         }
     }
 
     /// The rubric.
     pub fn rubric(&self) -> &'r Rubric {
         self.rubric
+    }
+
+    /// Where the last [`Interview::handle`] spent its compute (for metrics).
+    pub fn last_timings(&self) -> StepTimings {
+        self.timings
     }
 
     /// Current phase.
@@ -425,6 +443,7 @@ impl<'r> Interview<'r> {
 
     /// Handles one event; returns what to do.
     pub fn handle(&mut self, event: Event) -> Vec<Action> {
+        self.timings = StepTimings::default();
         let mut actions = Vec::new();
         if self.phase == Phase::Finished {
             return actions;
@@ -629,7 +648,9 @@ impl<'r> Interview<'r> {
         let combined = open.answers.join(" ");
         let speech = open.speech.clone();
         let used = open.probes.clone();
+        let timer = std::time::Instant::now();
         let score = self.scorer.score(it, &combined, speech.as_ref());
+        self.timings.scoring += timer.elapsed();
         let unused = |when: ProbeWhen, concept: Option<usize>| {
             it.probes.iter().enumerate().position(|(i, p)| {
                 p.when == when && !used.contains(&i) && (concept.is_none() || p.concept == concept)
@@ -674,7 +695,9 @@ impl<'r> Interview<'r> {
         });
         let it = &self.rubric.items[item];
         let answer = open.answers.join(" ");
+        let timer = std::time::Instant::now();
         let score = self.scorer.score(it, &answer, open.speech.as_ref());
+        self.timings.scoring += timer.elapsed();
         let params = ItemParams::from(it);
         let comp = &self.rubric.competencies[it.competency];
         for d in Dimension::ALL {
@@ -725,6 +748,7 @@ impl<'r> Interview<'r> {
         let items = &self.rubric.items;
         // Items whose typical answer would not fit before the hard limit are not started.
         let ineligible = |i: usize| excluded[i] || items[i].expected_seconds.0 > limit;
+        let timer = std::time::Instant::now();
         let next = irt::select_next(
             self.rubric,
             ability.theta,
@@ -733,6 +757,7 @@ impl<'r> Interview<'r> {
             &self.config.selection,
             &mut self.rng,
         );
+        self.timings.selection += timer.elapsed();
         match next {
             Some(item) => {
                 self.administered.push(item);

@@ -24,6 +24,8 @@ pub struct AudioFrontEnd {
     out: Vec<f32>,
     events: Vec<VadEvent>,
     frames_in: u64,
+    /// Time the last push spent resampling and in the VAD (for latency metrics).
+    timings: (std::time::Duration, std::time::Duration),
 }
 
 impl AudioFrontEnd {
@@ -42,12 +44,18 @@ impl AudioFrontEnd {
             out: Vec::new(),
             events: Vec::new(),
             frames_in: 0,
+            timings: Default::default(),
         })
     }
 
     /// The VAD, for its state (in speech, silence so far, levels).
     pub fn vad(&self) -> &Vad {
         &self.vad
+    }
+
+    /// Time the last push spent resampling, then in the VAD.
+    pub fn last_timings(&self) -> (std::time::Duration, std::time::Duration) {
+        self.timings
     }
 
     /// Interleaved channels of the input.
@@ -117,8 +125,11 @@ impl AudioFrontEnd {
     fn process(&mut self) -> Result<FrontEndOutput<'_>, AudioError> {
         self.out.clear();
         self.events.clear();
+        let started = std::time::Instant::now();
         self.resampler.push(&self.mono, &mut self.out)?;
+        let resampled = std::time::Instant::now();
         self.vad.push(&self.out, &mut self.events);
+        self.timings = (resampled - started, resampled.elapsed());
         Ok(FrontEndOutput {
             audio: &self.out,
             events: &self.events,

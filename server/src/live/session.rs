@@ -932,7 +932,6 @@ impl<'r> Session<'r> {
         let Some(conn) = self.conn.as_mut() else {
             return;
         };
-        let timer = Instant::now();
         let offset = conn.clock_offset_s;
         let (audio, events) = match conn.front.push_f32(samples) {
             Ok(out) => (
@@ -949,7 +948,11 @@ impl<'r> Session<'r> {
                 return;
             }
         };
-        self.live.metrics.observe(Stage::Resample, timer.elapsed());
+        if let Some(conn) = self.conn.as_ref() {
+            let (resample, vad) = conn.front.last_timings();
+            self.live.metrics.observe(Stage::Resample, resample);
+            self.live.metrics.observe(Stage::Vad, vad);
+        }
         self.live
             .metrics
             .add_audio_seconds_received(audio.len() as f64 / 16_000.0);
@@ -1226,14 +1229,17 @@ impl<'r> Session<'r> {
             }
         };
         let at_s = self.interview_clock();
-        let timer = Instant::now();
         let actions = self.engine.handle(Event::Answer {
             text: text.clone(),
             at_s,
             speech: speech.clone(),
             typed: is_typed,
         });
-        self.live.metrics.observe(Stage::Scoring, timer.elapsed());
+        let timings = self.engine.last_timings();
+        self.live.metrics.observe(Stage::Scoring, timings.scoring);
+        self.live
+            .metrics
+            .observe(Stage::Selection, timings.selection);
         let scored = actions.iter().find_map(|a| match a {
             Action::Scored { result, .. } => serde_json::to_value(&result.score).ok(),
             _ => None,
