@@ -15,7 +15,8 @@ want espeak-ng espeak-ng
 want sox sox
 want python3 python3
 [ -e /usr/lib/llvm-14/lib/libclang.so ] || ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need_pkgs+=(libclang-dev)
-[ -n "${NEXTMARK_NO_BROWSER:-}" ] || true
+# Headless Chromium for the browser tests (tests/e2e/browser.rs); NEXTMARK_NO_BROWSER=1 skips it.
+[ -n "${NEXTMARK_NO_BROWSER:-}" ] || have chromium || have chromium-browser || need_pkgs+=(chromium)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

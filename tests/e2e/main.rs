@@ -2,6 +2,7 @@
 //! fixtures. One test binary (ripgrep's layout); shared helpers live in `helpers`.
 
 mod audio_fixtures;
+mod browser;
 mod grader;
 mod helpers;
 mod interview_cli;

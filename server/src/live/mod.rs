@@ -109,7 +109,11 @@ impl LiveShared {
         if seed.demo {
             format!("{base}/v1/interview-links/{}/report", seed.link_token)
         } else {
-            format!("{base}/v1/review/interviews/{}", seed.interview_id)
+            // Screening reports are for reviewers (bearer token), keyed by the attempt.
+            format!(
+                "{base}/v1/review/attempts/{}/report.html",
+                seed.attempt_id.as_deref().unwrap_or("unknown")
+            )
         }
     }
 
@@ -157,6 +161,7 @@ impl LiveShared {
                             link_token: link_token.to_string(),
                             discipline: interview.discipline.clone(),
                             demo: interview.attempt_id.is_none(),
+                            attempt_id: interview.attempt_id.clone(),
                             committed,
                         };
                         let me = self.clone();

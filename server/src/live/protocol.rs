@@ -81,6 +81,9 @@ pub enum ClientMessage {
         /// What the applicant typed.
         text: String,
     },
+    /// The applicant is typing an answer: hold the turn open (sent every few seconds while
+    /// typing).
+    Typing,
     /// The client finished playing the question audio (optional; lets the server start
     /// listening without waiting for the estimated end).
     PlaybackEnded,
@@ -255,11 +258,12 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> 
             message: "a message must be a JSON object with a string \"type\"".into(),
         });
     };
-    const KNOWN: [&str; 9] = [
+    const KNOWN: [&str; 10] = [
         "hello",
         "done",
         "repeat",
         "text",
+        "typing",
         "playback_ended",
         "ping",
         "offer",

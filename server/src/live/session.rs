@@ -185,6 +185,8 @@ pub struct SessionSeed {
     pub discipline: String,
     /// Demo interview (no screening attempt).
     pub demo: bool,
+    /// The screening attempt, for the reviewer's report URL.
+    pub attempt_id: Option<String>,
     /// Events committed earlier (rebuild after a restart), in order.
     pub committed: Vec<Answer>,
 }
@@ -324,8 +326,10 @@ struct Session<'r> {
     asr_rx: mpsc::Receiver<AsrResult>,
     /// Next commit sequence number.
     seq: i64,
-    /// Wall clock of the interview's start (interview clock = seconds since).
-    started: Instant,
+    /// Interview time already spent before this session (a rebuilt interview continues).
+    clock_base_s: f64,
+    /// The last interview time handed out (the clock never goes back).
+    last_clock_s: f64,
     /// Parked (no connection) since.
     parked_since: Option<Instant>,
     /// When the last audio frame arrived and the session time it brought.
@@ -390,7 +394,8 @@ impl<'r> Session<'r> {
             asr_tx,
             asr_rx,
             seq: 0,
-            started: Instant::now(),
+            clock_base_s: 0.0,
+            last_clock_s: 0.0,
             parked_since: None,
             last_audio: None,
             last_voice_wall: None,
@@ -437,13 +442,19 @@ impl<'r> Session<'r> {
                 self.current = Some((question_id(self.rubric, question), text.clone(), *index));
             }
         }
-        self.started = Instant::now() - Duration::from_secs_f64(last_at.max(0.0));
+        self.clock_base_s = last_at.max(0.0);
+        self.last_clock_s = self.clock_base_s;
         self.phase = Phase::Listening { since_s: 0.0 };
         Ok(())
     }
 
-    fn interview_clock(&self) -> f64 {
-        self.started.elapsed().as_secs_f64()
+    /// The interview clock: the session's audio clock (so that transcript times line up with
+    /// the recording), continued from where a rebuilt interview left off. Time while no one is
+    /// connected does not count against the applicant.
+    fn interview_clock(&mut self) -> f64 {
+        let now = (self.clock_base_s + self.effective_now()).max(self.last_clock_s);
+        self.last_clock_s = now;
+        now
     }
 
     /// Session audio time (seconds of applicant audio received).
@@ -635,7 +646,8 @@ impl<'r> Session<'r> {
             rate_check: None,
             rate_warned: false,
         });
-        self.last_audio = None;
+        // The clock runs from now even if no audio ever comes (a typed-only client).
+        self.last_audio = Some((Instant::now(), self.audio_now()));
         self.send(ServerMessage::Ready {
             interview_id: self.seed.interview_id.clone(),
             discipline: self.live.platform.discipline_name(&self.seed.discipline),
@@ -670,7 +682,6 @@ impl<'r> Session<'r> {
             {
                 tracing::warn!(error = %e, "marking the interview started");
             }
-            self.started = Instant::now();
             let actions = self.engine.handle(Event::Start { at_s: 0.0 });
             self.apply(actions, None).await;
         }
@@ -736,6 +747,14 @@ impl<'r> Session<'r> {
                     .await;
                 } else if matches!(self.phase, Phase::Listening { .. } | Phase::Speaking { .. }) {
                     self.hand_over_answer(Some(text)).await;
+                }
+            }
+            ClientMessage::Typing => {
+                if let Phase::Listening { .. } = self.phase {
+                    // Typing is answering: restart the wait for a spoken answer.
+                    if self.answer.texts.is_empty() && self.answer.first_voice_s.is_none() {
+                        self.turn.start_question(now);
+                    }
                 }
             }
             ClientMessage::PlaybackEnded => {
@@ -927,8 +946,37 @@ impl<'r> Session<'r> {
         self.on_samples(&samples).await;
     }
 
-    /// Interleaved samples at the connection's input rate.
+    /// Interleaved samples at the connection's input rate. A stream that stalled (a WebRTC
+    /// call before the microphone track flows, a network hiccup) first gets the gap filled with
+    /// silence, so that the audio clock keeps pace with time as a microphone would, and the
+    /// recording and transcript stay aligned with it.
     async fn on_samples(&mut self, samples: &[f32]) {
+        /// Longest gap filled in one go; a longer one is mostly a client that paused on purpose.
+        const MAX_GAP_S: f64 = 600.0;
+        let gap_s = match self.last_audio {
+            Some((at, _)) if at.elapsed() > STALL_GRACE => {
+                (at.elapsed() - STALL_GRACE).as_secs_f64().min(MAX_GAP_S)
+            }
+            _ => 0.0,
+        };
+        if gap_s > 0.0
+            && let Some(conn) = self.conn.as_ref()
+        {
+            let per_second = conn.front.input_rate() as usize * conn.front.channels();
+            let mut left = (gap_s * per_second as f64) as usize;
+            left -= left % conn.front.channels();
+            let silence = vec![0.0f32; per_second];
+            while left > 0 {
+                let n = left.min(per_second);
+                self.push_front(&silence[..n]).await;
+                left -= n;
+            }
+        }
+        self.push_front(samples).await;
+    }
+
+    /// Runs samples through the front-end, recorder, transcriber and turn detector.
+    async fn push_front(&mut self, samples: &[f32]) {
         let Some(conn) = self.conn.as_mut() else {
             return;
         };
