@@ -62,6 +62,9 @@ pub struct Pause {
     pub start_s: f64,
     /// End, seconds on the clip's clock.
     pub end_s: f64,
+    /// `mid_sentence` or `between_sentences`: whether an end-of-answer detector may cut here.
+    #[serde(default)]
+    pub kind: Option<String>,
 }
 
 /// One clip of the manifest (only the fields the bench uses).

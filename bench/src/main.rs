@@ -1,13 +1,17 @@
-//! `nextmark-bench`: measures the live transcription path (`asr`) and the per-turn cost of the
-//! interview engine (`engine`) on this machine, and writes per-event JSON Lines plus a JSON and
-//! Markdown summary so that every reported figure can be recomputed. `smoke` is a tiny run of
-//! both that checks the harness itself. See `bench/README.md` for the definitions.
+//! `nextmark-bench`: measures the live transcription path (`asr`), the per-turn cost of the
+//! interview engine (`engine`) and the whole live server end to end (`live`: turn latency,
+//! cut-ins, captions, memory, CPU, capacity) on this machine, and writes per-event JSON Lines
+//! plus a JSON and Markdown summary so that every reported figure can be recomputed. `smoke` is
+//! a tiny run of `asr` and `engine` that checks the harness itself. See `bench/README.md` for
+//! the definitions.
 
 mod asr;
 mod engine;
 mod fixtures;
+mod live;
 mod output;
 mod stats;
+mod svg;
 
 use std::path::PathBuf;
 
@@ -31,6 +35,10 @@ enum Command {
     Asr(AsrArgs),
     /// Times score_answer + ability update + next-item selection per turn over every rubric.
     Engine(EngineArgs),
+    /// Simulated applicants talk to a live `nextmark serve --demo` at one or more concurrency
+    /// levels: end-to-end turn latency, cut-ins, caption lag, WER, server memory and CPU, and
+    /// the capacity (the largest level that stays responsive).
+    Live(LiveArgs),
     /// A tiny, fast run of both (one short clip in fast mode, one engine iteration) that
     /// writes the same files under `--out DIR/asr` and `--out DIR/engine`.
     Smoke(SmokeArgs),
@@ -83,6 +91,54 @@ struct EngineArgs {
     paths: fixtures::Paths,
 }
 
+/// Options of `nextmark-bench live`.
+#[derive(Debug, Args)]
+struct LiveArgs {
+    /// Concurrency levels to sweep, comma-separated; each runs fresh interviews in turn.
+    #[arg(long, default_value = "1,2,4", value_delimiter = ',')]
+    sessions: Vec<usize>,
+    /// Questions each session answers before it says bye.
+    #[arg(long, default_value_t = 4)]
+    turns: usize,
+    /// How the microphone reaches the server: PCM on the WebSocket, or a WebRTC call.
+    #[arg(long, value_enum, default_value = "ws")]
+    transport: live::Transport,
+    /// Answer clips to play: `all` or comma-separated globs over manifest file names.
+    #[arg(long, default_value = "all")]
+    clips: String,
+    /// Discipline of the demo interviews.
+    #[arg(long, default_value = "medicine")]
+    discipline: String,
+    /// Seconds between the starts of the sessions of a level.
+    #[arg(long, default_value_t = 0.5)]
+    stagger_s: f64,
+    /// Use this running server (base URL, started with --demo) instead of spawning one.
+    #[arg(long, conflicts_with = "nextmark")]
+    server: Option<String>,
+    /// Process id of the --server, to sample its memory and CPU.
+    #[arg(long, requires = "server")]
+    server_pid: Option<u32>,
+    /// The nextmark binary to spawn (default: next to this executable).
+    #[arg(long)]
+    nextmark: Option<PathBuf>,
+    /// NEXTMARK_LIVE_INTERVIEW_MAX_ITEMS for the spawned server.
+    #[arg(long)]
+    max_items: Option<usize>,
+    /// Skip the unmeasured warm-up session (one turn, the shortest clip) before the levels.
+    #[arg(long)]
+    no_warmup: bool,
+    /// Longest wait, seconds, for the server to go idle (CPU < 15 % and RSS steady for 1.5 s)
+    /// after start-up and after the warm-up, before a memory baseline is taken.
+    #[arg(long, default_value_t = 60.0)]
+    settle_s: f64,
+    /// Output directory (default: `bench/results/<UTC timestamp>-live`).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Common paths.
+    #[command(flatten)]
+    paths: fixtures::Paths,
+}
+
 /// Options of `nextmark-bench smoke`.
 #[derive(Debug, Args)]
 struct SmokeArgs {
@@ -113,6 +169,25 @@ fn main() -> Result<()> {
         Command::Engine(e) => {
             let out = output::result_dir(e.out, "engine")?;
             engine::run(&e.paths, e.iterations, &out)?;
+            eprintln!("results in {}", out.display());
+        }
+        Command::Live(l) => {
+            let out = output::result_dir(l.out, "live")?;
+            let options = live::LiveOptions {
+                sessions: l.sessions,
+                turns: l.turns,
+                transport: l.transport,
+                clips: l.clips,
+                discipline: l.discipline,
+                server: l.server,
+                server_pid: l.server_pid,
+                nextmark: l.nextmark,
+                stagger_s: l.stagger_s,
+                max_items: l.max_items,
+                warmup: !l.no_warmup,
+                settle_max: std::time::Duration::from_secs_f64(l.settle_s.max(0.0)),
+            };
+            live::run(&l.paths, &options, &out)?;
             eprintln!("results in {}", out.display());
         }
         Command::Smoke(s) => smoke(&s)?,

@@ -1,10 +1,15 @@
-//! Runs `nextmark-bench smoke` into a temporary folder and checks that every output file exists
-//! and is well formed. Timings are never checked: they depend on the machine.
+//! Runs `nextmark-bench smoke`, and a one-turn `nextmark-bench live`, into temporary folders
+//! and checks that every output file exists and is well formed. Timings are never checked: they
+//! depend on the machine.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 
 use serde_json::Value;
+
+/// The two runs load the same cores; one at a time keeps each quick.
+static ONE_RUN_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -50,6 +55,7 @@ fn has_table(markdown: &str, first_column: &str) {
 
 #[test]
 fn smoke_run_writes_well_formed_results() {
+    let _one = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let out = tempfile::tempdir().unwrap();
     let status = Command::new(env!("CARGO_BIN_EXE_nextmark-bench"))
         .arg("smoke")
@@ -196,4 +202,198 @@ fn smoke_run_writes_well_formed_results() {
         );
     }
     has_table(&read(&engine.join("summary.md")), "discipline");
+}
+
+/// The `nextmark` binary where the bench looks for it (next to itself, or in the other Cargo
+/// profile folder); `cargo test -p nextmark-bench` does not build it.
+fn nextmark_binary() -> Option<PathBuf> {
+    let bench = PathBuf::from(env!("CARGO_BIN_EXE_nextmark-bench"));
+    let dir = bench.parent()?;
+    let name = format!("nextmark{}", std::env::consts::EXE_SUFFIX);
+    [
+        Some(dir.join(&name)),
+        dir.parent().map(|t| t.join("debug").join(&name)),
+        dir.parent().map(|t| t.join("release").join(&name)),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|p| p.is_file())
+}
+
+/// The answer clip with the earliest `last_voiced_s`.
+fn shortest_answer_clip() -> String {
+    let manifest =
+        json(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../audio-fixtures/manifest.json"));
+    manifest["clips"]
+        .as_array()
+        .expect("the manifest lists clips")
+        .iter()
+        .filter(|c| c["item_id"].is_string())
+        .filter_map(|c| {
+            Some((
+                c["last_voiced_s"].as_f64()?,
+                c["file"].as_str()?.to_string(),
+            ))
+        })
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+        .expect("the manifest has an answer clip")
+        .1
+}
+
+#[test]
+fn live_run_writes_well_formed_results() {
+    let Some(nextmark) = nextmark_binary() else {
+        eprintln!(
+            "SKIPPED: no nextmark binary beside the bench (`cargo build -p nextmark-server`; \
+             `make test` builds it)"
+        );
+        return;
+    };
+    let _one = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let out = tempfile::tempdir().unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_nextmark-bench"))
+        .args([
+            "live",
+            "--sessions",
+            "1",
+            "--turns",
+            "1",
+            "--no-warmup",
+            "--clips",
+        ])
+        .arg(shortest_answer_clip())
+        .arg("--nextmark")
+        .arg(&nextmark)
+        .arg("--out")
+        .arg(out.path())
+        .status()
+        .unwrap();
+    assert!(status.success(), "nextmark-bench live failed: {status}");
+    let dir = out.path();
+
+    let summary = json(&dir.join("summary.json"));
+    has_keys(
+        &summary,
+        &[
+            "kind",
+            "transport",
+            "turns_per_session",
+            "sessions_swept",
+            "clips",
+            "server",
+            "machine",
+            "definitions",
+            "target_p95_voice_s",
+            "capacity_sessions",
+            "levels",
+        ],
+        "live summary",
+    );
+    assert_eq!(summary["kind"], "live");
+    assert_eq!(summary["transport"], "ws");
+    has_keys(
+        &summary["server"],
+        &[
+            "mode",
+            "url",
+            "binary",
+            "pid",
+            "startup_s",
+            "rss_startup_mib",
+        ],
+        "live server",
+    );
+    let levels = summary["levels"].as_array().unwrap();
+    assert_eq!(levels.len(), 1);
+    has_keys(
+        &levels[0],
+        &[
+            "sessions",
+            "sessions_failed",
+            "turns",
+            "voice_turn_latency_s",
+            "server_turn_latency_s",
+            "cut_ins",
+            "cut_ins_in_pause",
+            "caption_lag_s",
+            "wer",
+            "rss_peak_mib",
+            "rss_per_session_mib",
+            "cpu_mean_pct",
+            "cpu_peak_pct",
+            "metrics",
+            "lag_growth",
+            "meets_target",
+            "misses",
+        ],
+        "live level",
+    );
+    assert_eq!(levels[0]["sessions"], 1);
+
+    let sessions = json_lines(&dir.join("sessions.jsonl"));
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    has_keys(
+        &sessions[0],
+        &[
+            "level",
+            "session",
+            "interview_id",
+            "outcome",
+            "turns",
+            "errors",
+        ],
+        "session",
+    );
+    assert_eq!(sessions[0]["outcome"], "bye", "{}", sessions[0]);
+    let turns = json_lines(&dir.join("turns.jsonl"));
+    assert_eq!(turns.len(), 1, "{turns:?}");
+    has_keys(
+        &turns[0],
+        &[
+            "level",
+            "session",
+            "turn",
+            "question_id",
+            "clip",
+            "voiced_end_sent_at_s",
+            "voice_turn_latency_s",
+            "server_turn_latency_s",
+            "cut_in",
+            "text",
+            "wer",
+        ],
+        "turn",
+    );
+    assert_eq!(turns[0]["question_id"], "intro");
+    for c in json_lines(&dir.join("captions.jsonl")) {
+        has_keys(
+            &c,
+            &["turn", "kind", "text", "end_s", "at_s", "lag_s"],
+            "caption",
+        );
+    }
+    let messages = json_lines(&dir.join("messages.jsonl"));
+    assert!(
+        messages.iter().any(|m| m["message"]["type"] == "ready"),
+        "no ready message"
+    );
+    let samples = json_lines(&dir.join("resources.jsonl"));
+    assert!(!samples.is_empty(), "no resource sample");
+    for r in &samples {
+        has_keys(
+            r,
+            &["at_s", "rss_mib", "cpu_s", "cpu_pct"],
+            "resource sample",
+        );
+    }
+    for plot in ["latency_cdf.svg", "resources.svg"] {
+        let svg = read(&dir.join(plot));
+        assert!(
+            svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+            "{plot} is not an SVG document"
+        );
+    }
+    let md = read(&dir.join("summary.md"));
+    has_table(&md, "sessions");
+    has_table(&md, "session");
 }

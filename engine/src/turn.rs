@@ -63,6 +63,17 @@ pub struct TurnConfig {
     /// A final transcript covers the audio up to a voice end if it ends no more than this
     /// before it (utterance ends and VAD ends are cut on slightly different grids).
     pub final_tolerance_s: f64,
+    /// With an expected answer length (see [`TurnDetector::set_expected_answer_s`]): a
+    /// finished-sounding answer with less speech than this share of it is more likely a
+    /// first point followed by a thinking pause than a whole answer…
+    pub early_share: f64,
+    /// …so it needs this much silence (above the longest thinking pause that must not be cut).
+    pub early_finished_silence_s: f64,
+    /// With an expected answer length: an answer with at least this share of it whose last
+    /// word is a content word without a final period (which whisper often drops)…
+    pub complete_share: f64,
+    /// …ends after this much silence rather than the unfinished-clause wait.
+    pub unpunctuated_silence_s: f64,
 }
 
 impl Default for TurnConfig {
@@ -78,6 +89,10 @@ impl Default for TurnConfig {
             no_answer_s: 12.0,
             max_answer_s: 300.0,
             final_tolerance_s: 0.1,
+            early_share: 0.4,
+            early_finished_silence_s: 3.0,
+            complete_share: 0.8,
+            unpunctuated_silence_s: 1.2,
         }
     }
 }
@@ -212,6 +227,9 @@ struct Tail {
     short_reply: bool,
     /// The transcript has at least one word.
     has_words: bool,
+    /// It ends on a content word without punctuation (whisper often drops a final period):
+    /// neither finished-sounding nor an open clause.
+    content_end: bool,
 }
 
 /// Decides when the applicant has finished answering the current question. Pure and
@@ -242,6 +260,8 @@ pub struct TurnDetector {
     client_done_at: Option<f64>,
     /// Cached evaluation of `transcript`.
     tail: Tail,
+    /// The answer length the question expects (seconds of speech), if known.
+    expected_s: Option<f64>,
 }
 
 impl TurnDetector {
@@ -260,6 +280,7 @@ impl TurnDetector {
             partial_words: false,
             client_done_at: None,
             tail: Tail::default(),
+            expected_s: None,
         }
     }
 
@@ -271,6 +292,12 @@ impl TurnDetector {
     /// The final transcript of the current answer so far (finals joined by spaces).
     pub fn transcript(&self) -> &str {
         &self.transcript
+    }
+
+    /// How long an answer to the current question is expected to be (seconds; e.g. the rubric
+    /// item's minimum), or `None` when unknown. Kept until changed.
+    pub fn set_expected_answer_s(&mut self, expected_s: Option<f64>) {
+        self.expected_s = expected_s;
     }
 
     /// A new question was asked at `at_s`: forgets the previous answer. Voice already active
@@ -340,6 +367,7 @@ impl TurnDetector {
             finished: sounds_finished(&self.transcript),
             short_reply: is_short_reply(&words),
             has_words: true,
+            content_end: ends_on_content_word(&self.transcript),
         };
     }
 
@@ -458,15 +486,20 @@ impl TurnDetector {
             return (at, TurnEndReason::NoAnswer);
         }
         let speech_s = self.voiced_s.max(self.finals_span_s);
+        let share = self.expected_s.filter(|e| *e > 0.0).map(|e| speech_s / e);
         let (silence, reason) = if self.tail.end_phrase {
             (c.end_phrase_silence_s, TurnEndReason::SpokenEnd)
         } else if self.tail.finished && (speech_s >= c.min_speech_s || self.tail.short_reply) {
-            let silence = if speech_s < c.short_answer_speech_s {
+            let silence = if share.is_some_and(|s| s < c.early_share) {
+                c.early_finished_silence_s
+            } else if speech_s < c.short_answer_speech_s {
                 c.short_answer_silence_s
             } else {
                 c.finished_silence_s
             };
             (silence, TurnEndReason::Silence)
+        } else if self.tail.content_end && share.is_some_and(|s| s >= c.complete_share) {
+            (c.unpunctuated_silence_s, TurnEndReason::Silence)
         } else {
             (c.unfinished_silence_s, TurnEndReason::LongSilence)
         };
@@ -478,6 +511,18 @@ impl Default for TurnDetector {
     fn default() -> Self {
         TurnDetector::new(TurnConfig::default())
     }
+}
+
+/// Whether `text` ends on a word that closes a clause but without terminal punctuation or a
+/// trailing-off mark ("… and that is how I would treat it"), with at least
+/// [`MIN_FINISHED_WORDS`] words: probably finished, with the final period lost.
+pub fn ends_on_content_word(text: &str) -> bool {
+    let t = trim_closers(text);
+    if t.is_empty() || trails_off(t) || t.ends_with([',', ';', ':', '-', '.', '?', '!']) {
+        return false;
+    }
+    let words = words(t);
+    words.len() >= MIN_FINISHED_WORDS && last_word_closes(&words)
 }
 
 /// Whether `text` (an answer's transcript so far) ends in a completed clause: terminal
@@ -1336,6 +1381,64 @@ mod tests {
         assert!((decision.at_s - 12.6).abs() < 1e-6, "{decision:?}");
         assert_eq!(decision.answer_end_s, 12.0);
         assert_eq!(d.poll(20.0), None, "a decision is returned once");
+    }
+
+    #[test]
+    fn a_finished_first_point_of_a_long_answer_is_not_cut_at_its_pause() {
+        // "…yields up, prices down." 16 s into an answer expected to run 45 s or more, then a
+        // 2.5 s thinking pause.
+        let mut d = TurnDetector::default();
+        d.set_expected_answer_s(Some(45.0));
+        d.start_question(0.0);
+        let first = "Duration measures price sensitivity to yield: yields up, prices down.";
+        assert_eq!(utterance(&mut d, first, 0.5, 16.7, 17.2), None);
+        assert_eq!(poll_over(&mut d, 17.2, 19.2), None, "2.5 s pause not cut");
+        let second = "It is only a first order estimate, so convexity matters for big moves.";
+        assert_eq!(utterance(&mut d, second, 19.2, 30.0, 30.5), None);
+        let decision = poll_over(&mut d, 30.5, 40.0).unwrap();
+        assert_eq!(decision.reason, TurnEndReason::Silence);
+        assert!(
+            (decision.at_s - 30.6).abs() < 0.06,
+            "past 40 % of the expected length: {decision:?}"
+        );
+        // Without an expected length the same first point ends quickly.
+        let mut quick = TurnDetector::default();
+        quick.start_question(0.0);
+        assert_eq!(utterance(&mut quick, first, 0.5, 16.7, 17.2), None);
+        assert!(poll_over(&mut quick, 17.2, 17.5).is_some());
+    }
+
+    #[test]
+    fn a_long_answer_without_its_final_period_ends_after_a_medium_silence() {
+        let text = "so I would check the drains and the lines and remove the source";
+        assert!(ends_on_content_word(text));
+        assert!(!ends_on_content_word("and then I would start the"));
+        assert!(!ends_on_content_word("that is all."));
+        let mut d = TurnDetector::default();
+        d.set_expected_answer_s(Some(60.0));
+        d.start_question(0.0);
+        assert_eq!(utterance(&mut d, text, 0.5, 55.0, 55.5), None);
+        let decision = poll_over(&mut d, 55.5, 60.0).unwrap();
+        assert!((decision.at_s - 56.2).abs() < 0.06, "{decision:?}");
+        // Early in the answer the same ending waits the unfinished-clause time ("I'd start").
+        let mut early = TurnDetector::default();
+        early.set_expected_answer_s(Some(60.0));
+        early.start_question(0.0);
+        assert_eq!(
+            utterance(
+                &mut early,
+                "despite the fluids I would start",
+                0.5,
+                36.0,
+                36.5
+            ),
+            None
+        );
+        assert_eq!(
+            poll_over(&mut early, 36.5, 40.4),
+            None,
+            "a 4 s pause is not cut"
+        );
     }
 
     #[test]

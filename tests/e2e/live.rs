@@ -311,6 +311,13 @@ pub fn answer_for(rubric: &Rubric, question_id: &str) -> String {
     }
 }
 
+/// Whether a transcript of the synthesized consent ("Yes, I agree to continue.") came through:
+/// tiny.en hears espeak-ng's voice imperfectly, so any of its key words will do.
+fn sounds_like_consent(text: &str) -> bool {
+    let t = text.to_lowercase();
+    ["yes", "agree", "continu"].iter().any(|w| t.contains(w))
+}
+
 /// Streams `speech` at `speed`× real time in 100 ms frames, then silence, until a new
 /// question or `completed` arrives; returns that event and how much of the speech had been
 /// sent when it came.

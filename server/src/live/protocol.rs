@@ -159,8 +159,9 @@ pub enum ServerMessage {
         again: bool,
         /// The spoken audio sent after this event as binary frames, when requested.
         audio: Option<SpeechAudio>,
-        /// After an answer: seconds from the arrival of the audio frame that ended the answer
-        /// to this event (the server's turn latency, for benchmarks).
+        /// After an answer: seconds from the server's decision that the answer ended (or the
+        /// typed answer's arrival) to this event: the compute turn latency, including the wait
+        /// for the answer's last final transcript.
         #[serde(skip_serializing_if = "Option::is_none", default)]
         turn_latency_s: Option<f64>,
     },

@@ -347,9 +347,11 @@ struct Session<'r> {
     resumed_from_storage: bool,
     /// A WebRTC connection attached: begin (`false`) or continue (`true`) once it connects.
     begin_on_connect: Option<bool>,
-    /// While an answer is being handed over: when the audio frame that ended it arrived (the
-    /// start of the turn latency reported with the next question).
+    /// While an answer is being handed over: when the turn was decided (the start of the turn
+    /// latency reported with the next question).
     turn_from: Option<Instant>,
+    /// When the turn detector decided that the current answer ended.
+    decided_at: Option<Instant>,
 }
 
 impl<'r> Session<'r> {
@@ -406,6 +408,7 @@ impl<'r> Session<'r> {
             next_conn_hint: 0,
             begin_on_connect: None,
             turn_from: None,
+            decided_at: None,
             resumed_from_storage: !seed.committed.is_empty(),
             seed,
         }
@@ -1236,6 +1239,7 @@ impl<'r> Session<'r> {
                     .metrics
                     .observe(Stage::TurnDecision, timer.elapsed());
                 if let Some(decision) = decision {
+                    self.decided_at = Some(Instant::now());
                     self.phase = Phase::Closing {
                         reason: decision.reason,
                     };
@@ -1299,12 +1303,13 @@ impl<'r> Session<'r> {
             typed: is_typed,
         };
         let voice_wall = self.last_voice_wall.take();
-        let audio_wall = self.last_audio.map(|(at, _)| at);
         // Committed before anything else happens, so that nothing answered is ever lost (and
         // before a finish closes the interview to writes).
         let label = self.current_label();
         self.commit(&label, logged, scored).await;
-        self.turn_from = audio_wall;
+        // Compute turn latency: from the decision that the answer ended (or from the typed
+        // answer's arrival) to the next question.
+        self.turn_from = self.decided_at.take().or(Some(Instant::now()));
         self.apply(actions, voice_wall).await;
         self.turn_from = None;
     }
@@ -1353,6 +1358,10 @@ impl<'r> Session<'r> {
     /// Sends a question (text, then its audio) and starts speaking it.
     async fn ask(&mut self, id: String, text: String, index: usize, again: bool) {
         let now = self.audio_now();
+        // A rubric item says how long a full answer runs; the turn detector is more patient
+        // with a finished-sounding first point of a long answer.
+        let expected = self.rubric.item(&id).map(|item| item.expected_seconds.0);
+        self.turn.set_expected_answer_s(expected);
         self.answer = AnswerSoFar::new();
         let timer = Instant::now();
         let speech = match self.live.speech.get(&text).await {
