@@ -5,7 +5,7 @@ export NEXTMARK_HOME ?= $(HOME)/.cache/nextmark
 CARGO ?= cargo
 NEXTMARK = $(CARGO_TARGET_DIR)/debug/nextmark
 
-.PHONY: run test setup model build gates unit fixtures
+.PHONY: run test setup model build gates unit fixtures bench
 
 setup:
 	@scripts/setup.sh
@@ -31,3 +31,13 @@ test: model gates
 	  echo "make test: no PostgreSQL given (NEXTMARK_TEST_DATABASE_URL unset): storage tests run on SQLite only; the PostgreSQL variants print SKIPPED"; \
 	else echo "make test: PostgreSQL tests use $$NEXTMARK_TEST_DATABASE_URL"; fi
 	$(CARGO) test --workspace
+
+# The standard benchmark sweep (release builds; minutes of real-time audio; results under
+# bench/results/): transcription path, engine turn cost, live server at 1/2/4/8 sessions, and
+# the faster-whisper peer on the same answers.
+bench: model
+	$(CARGO) build --release -p nextmark-server -p nextmark-bench
+	$(CARGO_TARGET_DIR)/release/nextmark-bench engine
+	$(CARGO_TARGET_DIR)/release/nextmark-bench asr --realtime
+	$(CARGO_TARGET_DIR)/release/nextmark-bench live --sessions 1,2,4,8 --turns 4
+	bench/peers/run.sh --out bench/results/peer-$$(date -u +%Y%m%dT%H%M%SZ).jsonl
