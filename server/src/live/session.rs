@@ -371,7 +371,7 @@ impl<'r> Session<'r> {
         }
         let engine = Interview::new(rubric, config);
         let recorder = match SessionRecorder::create(
-            live.settings.recordings_dir.join(&seed.interview_id),
+            recording_dir(&live.settings.recordings_dir, &seed.interview_id),
             22_050,
         ) {
             Ok(r) => Some(r),
@@ -1523,26 +1523,7 @@ impl<'r> Session<'r> {
         {
             tracing::error!(error = %e, "storing the report");
         }
-        if let Some(rec) = self.recorder.take() {
-            match rec.finish() {
-                Ok(files) => {
-                    for f in files {
-                        if let Err(e) = platform
-                            .store
-                            .add_recording(
-                                &self.seed.interview_id,
-                                &f.path.to_string_lossy(),
-                                platform.now(),
-                            )
-                            .await
-                        {
-                            tracing::warn!(error = %e, "storing the recording row");
-                        }
-                    }
-                }
-                Err(e) => tracing::warn!(error = format!("{e:#}"), "finishing recordings"),
-            }
-        }
+        self.store_recordings().await;
         self.live.metrics.inc_sessions_completed();
         let report_url = self.live.report_url(&self.seed);
         self.send(ServerMessage::Completed {
@@ -1557,6 +1538,32 @@ impl<'r> Session<'r> {
         .await;
         if let Some(out) = self.out() {
             let _ = out.send(Outbound::Close).await;
+        }
+    }
+
+    /// Finishes the recording files of this run and registers them with the interview.
+    async fn store_recordings(&mut self) {
+        let Some(rec) = self.recorder.take() else {
+            return;
+        };
+        let platform = &self.live.platform;
+        match rec.finish() {
+            Ok(files) => {
+                for f in files {
+                    if let Err(e) = platform
+                        .store
+                        .add_recording(
+                            &self.seed.interview_id,
+                            &f.path.to_string_lossy(),
+                            platform.now(),
+                        )
+                        .await
+                    {
+                        tracing::warn!(error = %e, "storing the recording row");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = format!("{e:#}"), "finishing recordings"),
         }
     }
 
@@ -1594,11 +1601,7 @@ impl<'r> Session<'r> {
         if let Some(out) = self.out() {
             let _ = out.send(Outbound::Close).await;
         }
-        if let Some(rec) = self.recorder.take()
-            && let Err(e) = rec.finish()
-        {
-            tracing::warn!(error = format!("{e:#}"), "finishing recordings at shutdown");
-        }
+        self.store_recordings().await;
         self.phase = Phase::Done;
     }
 }
@@ -1607,6 +1610,20 @@ impl Connection {
     fn front_channels(&self) -> u16 {
         self.front.channels() as u16
     }
+}
+
+/// The folder for this run's recordings: `<dir>/<interview>/`, or `…/part-N/` when an earlier
+/// run of the same interview (before a restart) already recorded there, so nothing is
+/// overwritten.
+fn recording_dir(dir: &std::path::Path, interview_id: &str) -> std::path::PathBuf {
+    let first = dir.join(interview_id);
+    if !first.join(super::recording::APPLICANT_FILE).exists() {
+        return first;
+    }
+    (2..)
+        .map(|n| first.join(format!("part-{n}")))
+        .find(|p| !p.join(super::recording::APPLICANT_FILE).exists())
+        .unwrap_or(first)
 }
 
 /// Receives from an optional queue; pends forever when there is none.
