@@ -160,6 +160,11 @@ impl Transcriber for Metered<'_> {
     fn name(&self) -> &str {
         "whisper.cpp (metered)"
     }
+
+    fn queue_depth(&self) -> usize {
+        let (finals, partials) = self.pool.queued();
+        finals + partials
+    }
 }
 
 /// One line of `events.jsonl`.

@@ -623,6 +623,60 @@ async fn an_interview_resumes_after_a_server_restart_from_what_was_committed() {
         "rebuilt from the committed answers, it continues after the warm-up: {again}"
     );
     second.stop().await;
+    // Each run kept its own recordings: the second did not overwrite the first.
+    let folder = second
+        .recordings
+        .join(demo["interview_id"].as_str().expect("id"));
+    for path in [
+        folder.join("applicant.opus"),
+        folder.join("interviewer.opus"),
+        folder.join("part-2").join("applicant.opus"),
+        folder.join("part-2").join("interviewer.opus"),
+    ] {
+        assert!(path.exists(), "{} is missing", path.display());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typing_holds_the_turn_open_until_the_typed_answer_arrives() {
+    let mut app = spawn_live(None, |_| {}).await;
+    let demo = app.demo("law").await;
+    let mut client = WsClient::connect(demo["ws_url"].as_str().expect("ws_url")).await;
+    client.hello_pcm(Some(Value::Null)).await;
+    assert_eq!(
+        client.expect("question", Duration::from_secs(10)).await["id"],
+        "intro"
+    );
+    // 16 s of microphone silence (past the 12 s no-answer time) while typing, at 4× pace.
+    let silence = vec![0.0f32; 1600];
+    for frame in 0..160 {
+        client.pcm(&silence).await;
+        if frame % 20 == 0 {
+            client.json(json!({"type": "typing"})).await;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        assert!(
+            !client.drain().iter().any(|e| e["type"] == "question"),
+            "the server moved on while the applicant was typing"
+        );
+    }
+    client
+        .json(json!({"type": "text", "text": "Yes, I agree to continue."}))
+        .await;
+    assert_eq!(
+        client.expect("question", Duration::from_secs(10)).await["id"],
+        "warmup"
+    );
+    let answers = app
+        .state
+        .store
+        .answers(demo["interview_id"].as_str().expect("id"))
+        .await
+        .expect("answers");
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0].text, "Yes, I agree to continue.");
+    assert_eq!(answers[0].scores["event"]["typed"], true);
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

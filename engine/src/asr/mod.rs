@@ -51,6 +51,9 @@ pub trait Transcriber: Send + Sync {
 
     /// A name for logs and metrics.
     fn name(&self) -> &str;
+
+    /// Decodes waiting to run (for the queue-depth gauge).
+    fn queue_depth(&self) -> usize;
 }
 
 /// One recognised segment, times relative to the start of the clip given to whisper.

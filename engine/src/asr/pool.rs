@@ -331,4 +331,9 @@ impl super::Transcriber for WorkerPool {
     fn name(&self) -> &str {
         "whisper.cpp"
     }
+
+    fn queue_depth(&self) -> usize {
+        let (finals, partials) = self.queued();
+        finals + partials
+    }
 }

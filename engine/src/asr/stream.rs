@@ -592,6 +592,78 @@ mod tests {
         t.push(&vec![0.1; n], &[])
     }
 
+    /// Opens an utterance at 1.0 s, speaks until 2.5 s, and stops: returns the speculative
+    /// final request issued at the speech end.
+    fn speak_then_stop(t: &mut StreamingTranscriber) -> AsrRequest {
+        t.push(&vec![0.0; 16_000], &[VadEvent::SpeechStart { at_s: 1.0 }]);
+        speech(t, 1.5);
+        let reqs = t.push(&vec![0.0; 1_600], &[VadEvent::SpeechEnd { at_s: 2.5 }]);
+        reqs.into_iter()
+            .find(|r| r.kind == JobKind::Final)
+            .expect("a speculative final at the speech end")
+    }
+
+    #[test]
+    fn a_speculative_decode_becomes_the_final_when_no_speech_follows() {
+        let mut t = StreamingTranscriber::new(StreamConfig::default());
+        let spec = speak_then_stop(&mut t);
+        // The pause grows long enough to cut the utterance: no second final is asked for.
+        let reqs = t.push(&vec![0.0; 16_000], &[]);
+        assert!(
+            reqs.iter().all(|r| r.kind != JobKind::Final),
+            "the speculative decode is reused"
+        );
+        let events = t.on_result(spec.id, Ok(vec![seg("The patient needs an ECG.")]));
+        assert!(
+            matches!(&events[..], [TranscriptEvent::Final { text, .. }] if text == "The patient needs an ECG."),
+            "{events:?}"
+        );
+    }
+
+    #[test]
+    fn speech_after_a_speculative_decode_turns_it_into_a_caption() {
+        let mut t = StreamingTranscriber::new(StreamConfig::default());
+        let spec = speak_then_stop(&mut t);
+        // The applicant goes on before the pause is long enough.
+        t.push(&vec![0.1; 3_200], &[VadEvent::SpeechStart { at_s: 2.7 }]);
+        let events = t.on_result(spec.id, Ok(vec![seg("The patient needs")]));
+        assert!(
+            matches!(&events[..], [TranscriptEvent::Partial { .. }]),
+            "{events:?}"
+        );
+        let reqs = t.push(&vec![0.0; 16_000], &[VadEvent::SpeechEnd { at_s: 3.0 }]);
+        let finals: Vec<u64> = reqs
+            .iter()
+            .filter(|r| r.kind == JobKind::Final)
+            .map(|r| r.id)
+            .collect();
+        assert!(
+            !finals.is_empty() && !finals.contains(&spec.id),
+            "a fresh final: {finals:?}"
+        );
+    }
+
+    #[test]
+    fn costly_partials_come_less_often() {
+        let mut t = StreamingTranscriber::new(StreamConfig::default());
+        assert!((t.partial_interval_s() - 0.7).abs() < 1e-9);
+        t.push(&vec![0.0; 16_000], &[VadEvent::SpeechStart { at_s: 1.0 }]);
+        let partial = speech(&mut t, 1.0)
+            .into_iter()
+            .find(|r| r.kind == JobKind::Partial)
+            .expect("partial");
+        // Half a second of compute per caption at a 20 % share: one every 2.5 s of audio.
+        t.observe_cost(partial.id, 0.5);
+        assert!(
+            (t.partial_interval_s() - 2.5).abs() < 1e-9,
+            "{}",
+            t.partial_interval_s()
+        );
+        // Finals' costs do not count.
+        t.observe_cost(999, 10.0);
+        assert!((t.partial_interval_s() - 2.5).abs() < 1e-9);
+    }
+
     #[test]
     fn stable_words_only_grow_and_finals_come_in_order() {
         let mut t = StreamingTranscriber::new(StreamConfig::default());

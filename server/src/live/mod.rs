@@ -299,7 +299,7 @@ fn router(live: Arc<LiveShared>) -> Router {
 
 async fn metrics(State(live): State<Arc<LiveShared>>) -> impl IntoResponse {
     live.metrics
-        .set_asr_queue_depth(live.transcriber_queue_depth());
+        .set_asr_queue_depth(live.transcriber.queue_depth() as i64);
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -307,12 +307,6 @@ async fn metrics(State(live): State<Arc<LiveShared>>) -> impl IntoResponse {
         )],
         live.metrics.render(),
     )
-}
-
-impl LiveShared {
-    fn transcriber_queue_depth(&self) -> i64 {
-        0
-    }
 }
 
 /// Body of `POST /v1/demo/interviews`.

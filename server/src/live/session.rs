@@ -343,7 +343,6 @@ struct Session<'r> {
     peer_audio: Option<mpsc::Receiver<Vec<f32>>>,
     /// Candidates and state changes of the attached WebRTC peer.
     peer_events: Option<mpsc::Receiver<PeerEvent>>,
-    next_conn_hint: u64,
     resumed_from_storage: bool,
     /// A WebRTC connection attached: begin (`false`) or continue (`true`) once it connects.
     begin_on_connect: Option<bool>,
@@ -405,7 +404,6 @@ impl<'r> Session<'r> {
             recorder,
             peer_audio: None,
             peer_events: None,
-            next_conn_hint: 0,
             begin_on_connect: None,
             turn_from: None,
             decided_at: None,
@@ -575,7 +573,6 @@ impl<'r> Session<'r> {
         audio: AudioFormat,
         speech: Option<Option<SpeechFormat>>,
     ) {
-        self.next_conn_hint = conn;
         if let Some(old) = self.conn.take() {
             let _ = old
                 .out
@@ -840,10 +837,11 @@ impl<'r> Session<'r> {
                     return;
                 }
                 // Speak the current question again over the new track if it was cut short.
-                if let (Phase::Speaking { .. }, Some((id, text, index))) =
+                if let (Phase::Speaking { .. }, Some((_, text, _))) =
                     (self.phase, self.current.clone())
+                    && let Ok(speech) = self.live.speech.get(&text).await
                 {
-                    self.speak_over_peer(&id, &text, index).await;
+                    self.speak_over_peer(&speech);
                 }
             }
             PeerEvent::Disconnected => {
@@ -1425,7 +1423,7 @@ impl<'r> Session<'r> {
         {
             tracing::warn!(error = format!("{e:#}"), "recording the question");
         }
-        let over_peer = self.speak_over_peer(&id, &text, index).await;
+        let over_peer = speech.as_ref().is_some_and(|s| self.speak_over_peer(s));
         let audible = over_peer || socket_format.is_some();
         if audible && duration > 0.0 {
             self.phase = Phase::Speaking {
@@ -1442,19 +1440,16 @@ impl<'r> Session<'r> {
     }
 
     /// Plays the question on the WebRTC track, if one is connected; whether it did.
-    async fn speak_over_peer(&mut self, _id: &str, text: &str, _index: usize) -> bool {
+    fn speak_over_peer(&self, speech: &crate::tts::Speech) -> bool {
         let Some(peer) = self.conn.as_ref().and_then(|c| c.peer.as_ref()) else {
             return false;
         };
-        match self.live.speech.get(text).await {
-            Ok(speech) => match peer.play(&speech.samples, speech.sample_rate) {
-                Ok(_) => true,
-                Err(e) => {
-                    tracing::warn!(error = format!("{e:#}"), "playing over WebRTC");
-                    false
-                }
-            },
-            Err(_) => false,
+        match peer.play(&speech.samples, speech.sample_rate) {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), "playing over WebRTC");
+                false
+            }
         }
     }
 
