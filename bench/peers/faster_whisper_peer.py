@@ -378,6 +378,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--fixtures", default="audio-fixtures", help="folder with manifest.json")
     ap.add_argument("--clips", default=None, help="comma-separated globs over file names (default: all answer clips)")
+    ap.add_argument("--sequence", default=None, help="comma-separated exact file names played in this order, repeats allowed (instead of --clips): one simulated applicant's answers, as nextmark-bench live assigns them")
+    ap.add_argument("--start-at", type=float, default=None, help="Unix time to start the first clip at (after the model is loaded), so several peer processes run side by side")
     ap.add_argument("--out", default=None, help="also write the JSON lines to this file")
     ap.add_argument("--fast", action="store_true", help="simulated clock instead of real-time pacing")
     ap.add_argument("--end-silence-s", type=float, default=PIPECAT_STOP_SECS, help="silence that ends a turn (default 0.8, Pipecat's VADParams.stop_secs)")
@@ -394,9 +396,18 @@ def main() -> int:
     model_dir = args.model or os.path.join(home, "peer-model")
     fixtures = Path(args.fixtures)
     manifest = json.loads((fixtures / "manifest.json").read_text())
-    clips = select_clips(manifest, args.clips)
+    if args.sequence is not None:
+        by_name = {c["file"]: c for c in manifest["clips"]}
+        names = [n.strip() for n in args.sequence.split(",") if n.strip()]
+        unknown = [n for n in names if n not in by_name]
+        if unknown:
+            log(f"--sequence: {', '.join(unknown)} not in {fixtures / 'manifest.json'}")
+            return 2
+        clips = [by_name[n] for n in names]
+    else:
+        clips = select_clips(manifest, args.clips)
     if not clips:
-        log(f"no clip matches {args.clips!r}")
+        log(f"no clip matches {args.sequence or args.clips!r}")
         return 2
 
     from faster_whisper import decode_audio
@@ -413,6 +424,12 @@ def main() -> int:
         f"{len(clips)} clip(s), {'fast' if args.fast else 'real time'}")
 
     out = open(args.out, "w") if args.out else None
+    if args.start_at is not None:
+        wait = args.start_at - time.time()
+        if wait > 0:
+            time.sleep(wait)
+        else:
+            log(f"--start-at was {-wait:.2f}s ago (the model took longer to load); starting now")
 
     def emit(obj: dict) -> None:
         line = json.dumps(obj)

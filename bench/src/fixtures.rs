@@ -8,7 +8,8 @@ use clap::Args;
 use serde::Deserialize;
 
 /// The workspace root, as seen when this binary was built.
-fn workspace_root() -> PathBuf {
+/// The repository root (the bench crate's parent folder).
+pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 

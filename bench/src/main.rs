@@ -131,6 +131,13 @@ struct LiveArgs {
     /// after start-up and after the warm-up, before a memory baseline is taken.
     #[arg(long, default_value_t = 60.0)]
     settle_s: f64,
+    /// Also run the faster-whisper peer (`bench/peers/`) on the same answers at every level,
+    /// after the server's levels, and put the two side by side.
+    #[arg(long)]
+    peer: bool,
+    /// The peer's entry script.
+    #[arg(long, default_value_os_t = fixtures::workspace_root().join("bench/peers/run.sh"))]
+    peer_script: PathBuf,
     /// Output directory (default: `bench/results/<UTC timestamp>-live`).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -186,6 +193,10 @@ fn main() -> Result<()> {
                 max_items: l.max_items,
                 warmup: !l.no_warmup,
                 settle_max: std::time::Duration::from_secs_f64(l.settle_s.max(0.0)),
+                peer: l.peer.then(|| live::PeerSetup {
+                    script: l.peer_script.clone(),
+                    fixtures: l.paths.fixtures.clone(),
+                }),
             };
             live::run(&l.paths, &options, &out)?;
             eprintln!("results in {}", out.display());

@@ -651,6 +651,36 @@ const OPEN_ENDINGS: &[&str] = &[
     "i'd", "we'd", "they'd", "you'd", "i'll", "we'll", "they'll", "you'll", "let's",
 ];
 
+/// Phrases a speaker says while searching for the next words, as written by whisper
+/// (lowercase, plain apostrophes).
+const THINKING_PHRASES: &[&str] = &[
+    "let me think",
+    "let me just think",
+    "let me think about it",
+    "let me think about that",
+    "let me see",
+    "let me recall",
+    "let me remember",
+    "you know",
+    "i mean",
+    "how do i put it",
+    "how should i put it",
+    "how shall i put it",
+    "what's it called",
+    "what is it called",
+    "what's the word",
+    "what is the word",
+    "what else",
+    "where was i",
+    "hold on",
+    "give me a second",
+    "give me a moment",
+    "just a second",
+    "just a moment",
+    "one second",
+    "one moment",
+];
+
 /// Auxiliaries: a clause may end on one only after a subject pronoun ("I do.") or inside a
 /// wh-clause ("that's what it is.").
 const AUXILIARIES: &[&str] = &[
@@ -1033,7 +1063,7 @@ fn last_word_closes(words: &[Word<'_>]) -> bool {
     };
     let prev_in = |set: &[&str]| prev.as_deref().is_some_and(|p| set.contains(&p));
     let w = word.as_str();
-    if OPEN_ENDINGS.contains(&w) {
+    if OPEN_ENDINGS.contains(&w) || ends_with_thinking_phrase(words) {
         return false;
     }
     if AUXILIARIES.contains(&w) {
@@ -1058,6 +1088,19 @@ fn last_word_closes(words: &[Word<'_>]) -> bool {
         "i" => prev_in(AUXILIARIES) || prev_in(&["than", "and", "as"]),
         _ => true,
     }
+}
+
+/// Whether the last words say that the speaker is still thinking ("…, so, let me think.",
+/// "…, you know.", "what's it called"): a pause follows, never the end of the answer.
+fn ends_with_thinking_phrase(words: &[Word<'_>]) -> bool {
+    THINKING_PHRASES.iter().any(|phrase| {
+        let phrase: Vec<&str> = phrase.split(' ').collect();
+        words.len() >= phrase.len()
+            && words[words.len() - phrase.len()..]
+                .iter()
+                .zip(&phrase)
+                .all(|(w, want)| norm(w.text) == *want)
+    })
 }
 
 /// Whether the word before the last is an [`OBJECT_SUBJECTS`] pronoun that opens a clause.
@@ -1260,6 +1303,14 @@ mod tests {
             ("The team wanted to rewrite it if.", false),
             ("The cache, which.", false),
             ("We wanted to go with a.", false),
+            // Still thinking.
+            (
+                "I'd run explain analyze on it, and, so, let me think.",
+                false,
+            ),
+            ("Some paracetamol for the fever, and, you know.", false),
+            ("The drug is, what's it called.", false),
+            ("That's a good question. Let me think about that.", false),
             // Stranded without a wh-word: ambiguous, so it waits (the safe side).
             ("Those were the people I reported to.", false),
             // Trailing off.

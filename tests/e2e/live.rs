@@ -603,11 +603,14 @@ async fn an_interview_resumes_after_a_server_restart_from_what_was_committed() {
         "consent and the answer in flight: {answers:?}"
     );
     assert_eq!(answers[1].item_id, "warmup");
+    // Whisper may mishear a word or two of synthetic speech ("on-ridges"); most of the
+    // content words must be there, which a truncated or lost answer would not give.
     let text = answers[1].text.to_lowercase();
-    assert!(
-        text.contains("years") && text.contains("bridges"),
-        "{answers:?}"
-    );
+    let heard = ["worked", "field", "years", "bridges", "tunnels"]
+        .iter()
+        .filter(|word| text.contains(*word))
+        .count();
+    assert!(heard >= 4, "{heard} of 5 content words in {answers:?}");
     // Same database, same link, new process.
     let ws_url = ws_url.replace(
         &first.address.replace("http://", "ws://"),
@@ -736,6 +739,75 @@ async fn a_thinking_pause_mid_sentence_is_never_cut() {
         "cut in after {:.0}% of the answer",
         sent * 100.0
     );
+    app.stop().await;
+}
+
+/// A recorded fixture answer, mono 16 kHz, and its listed mid-sentence pauses (start, end).
+fn fixture_answer(file: &str) -> (Vec<f32>, Vec<(f64, f64)>) {
+    let audio = nextmark_engine::audio::decode_file(
+        &crate::helpers::fixtures_dir().join(file),
+        Default::default(),
+    )
+    .unwrap_or_else(|e| panic!("{file}: {e}"));
+    let mut resampler =
+        nextmark_engine::audio::StreamResampler::new(audio.sample_rate).expect("resampler");
+    let mut samples = Vec::new();
+    resampler
+        .push(&audio.samples, &mut samples)
+        .expect("resample");
+    resampler.flush(&mut samples).expect("flush");
+    let manifest = crate::helpers::manifest();
+    let clip = manifest["clips"]
+        .as_array()
+        .and_then(|clips| clips.iter().find(|c| c["file"] == file))
+        .unwrap_or_else(|| panic!("{file} is not in the manifest"));
+    let pauses = clip["pauses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["kind"] == "mid_sentence")
+        .map(|p| {
+            (
+                p["start_s"].as_f64().expect("start"),
+                p["end_s"].as_f64().expect("end"),
+            )
+        })
+        .collect();
+    (samples, pauses)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_answers_with_thinking_pauses_are_never_cut() {
+    // Real-time pace: the pauses must be lived through as the applicant would.
+    let mut app = spawn_live(None, |_| {}).await;
+    let demo = app.demo("medicine").await;
+    let rubric = rubric("medicine");
+    let mut client = WsClient::connect(demo["ws_url"].as_str().expect("ws_url")).await;
+    client.hello_pcm(Some(Value::Null)).await;
+    client.expect("question", Duration::from_secs(10)).await;
+    let consent = voice(&answer_for(&rubric, "intro"), 16_000).await;
+    let (mut question, _) =
+        speak_until_next(&mut client, &consent, 3.0, Duration::from_secs(60)).await;
+    // An early pause (4.0–6.4 s of a 14 s answer) to the open warm-up question, then a long
+    // answer with two pauses (3.2 s and 2.6 s) to the first rubric item.
+    for file in [
+        "med-sepsis-first-hour.weak.piper.8k.wav",
+        "med-chest-pain-ed.strong.piper.16k.wav",
+    ] {
+        assert_eq!(question["type"], "question", "{question}");
+        let (speech, pauses) = fixture_answer(file);
+        assert!(!pauses.is_empty(), "{file} lists its pauses");
+        let (next, sent) =
+            speak_until_next(&mut client, &speech, 1.0, Duration::from_secs(120)).await;
+        let at_s = sent * speech.len() as f64 / 16_000.0;
+        assert!(
+            sent >= 0.999,
+            "{file} answering {}: the server moved on at {at_s:.1} s of the answer (pauses \
+             {pauses:?})",
+            question["id"]
+        );
+        question = next;
+    }
     app.stop().await;
 }
 
@@ -869,7 +941,7 @@ async fn demo_interviews_reject_unknown_disciplines() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_interview_over_webrtc_hears_opus_audio_and_speaks_back() {
+async fn a_whole_interview_over_webrtc_hears_opus_audio_and_speaks_back() {
     let mut app = spawn_live(None, |_| {}).await;
     let demo = app.demo("medicine").await;
     let rubric = rubric("medicine");
@@ -927,9 +999,18 @@ async fn an_interview_over_webrtc_hears_opus_audio_and_speaks_back() {
     );
     ws.json(json!({"type": "playback_ended"})).await;
 
-    // Answer over the microphone track, paced in real time.
+    // Answer every question over the microphone track, paced in real time, until the
+    // interview completes.
     let mut id = "intro".to_string();
-    for _ in 0..2 {
+    let mut asked = vec![id.clone()];
+    let mut completed = None;
+    let completed = loop {
+        if let Some(done) = completed.take() {
+            break done;
+        }
+        if id == "closing" {
+            break ws.expect("completed", Duration::from_secs(30)).await;
+        }
         let speech = voice(&answer_for(&rubric, &id), 48_000).await;
         peer.send_pcm_realtime(&speech).await.expect("send audio");
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -938,23 +1019,72 @@ async fn an_interview_over_webrtc_hears_opus_audio_and_speaks_back() {
             peer.send_pcm_realtime(&vec![0.0; 9_600])
                 .await
                 .expect("silence");
-            if let Some(q) = ws.drain().into_iter().find(|e| e["type"] == "question") {
-                break q;
+            let events = ws.drain();
+            completed = events.iter().find(|e| e["type"] == "completed").cloned();
+            if let Some(e) = events
+                .into_iter()
+                .find(|e| e["type"] == "question" || e["type"] == "completed")
+            {
+                break e;
             }
         };
-        ws.json(json!({"type": "playback_ended"})).await;
+        if next["type"] == "completed" {
+            break next;
+        }
         id = next["id"].as_str().expect("id").to_string();
-    }
+        asked.push(id.clone());
+        if id != "closing" {
+            ws.json(json!({"type": "playback_ended"})).await;
+        }
+    };
+    assert!(
+        asked.iter().filter(|id| rubric.item(id).is_some()).count() >= 2,
+        "rubric items were asked: {asked:?}"
+    );
+    let finals = ws
+        .seen
+        .iter()
+        .filter(|e| e["type"] == "transcript" && e["final"] == true)
+        .count();
+    assert!(finals >= 4, "final captions came for the answers");
     let answers = app
         .state
         .store
         .answers(demo["interview_id"].as_str().expect("id"))
         .await
         .expect("answers");
-    assert_eq!(answers.len(), 2, "{answers:?}");
-    assert_eq!(answers[0].item_id, "intro", "{answers:?}");
+    assert_eq!(
+        answers
+            .iter()
+            .map(|a| a.item_id.as_str())
+            .collect::<Vec<_>>(),
+        asked
+            .iter()
+            .filter(|id| *id != "closing")
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        "every answer was committed, in order"
+    );
     assert!(sounds_like_consent(&answers[0].text), "{answers:?}");
-    assert_eq!(answers[1].item_id, "warmup", "{answers:?}");
+    // The report is stored and served, with the items answered over the call scored.
+    let report_url = completed["report_url"].as_str().expect("report_url");
+    let report: Value = reqwest::get(report_url)
+        .await
+        .expect("report")
+        .json()
+        .await
+        .expect("report json");
+    assert!(
+        report["items"].as_array().is_some_and(|i| i.len() >= 2),
+        "report has the scored items: {report}"
+    );
+    let interview_id = demo["interview_id"].as_str().expect("id");
+    for name in ["applicant.opus", "interviewer.opus"] {
+        let path = app.recordings.join(interview_id).join(name);
+        let audio = nextmark_engine::audio::decode_file(&path, Default::default())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(audio.duration_s() > 10.0, "{name} holds the interview");
+    }
     peer.close().await;
     app.stop().await;
 }

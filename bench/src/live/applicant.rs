@@ -283,6 +283,8 @@ pub struct TurnRecord {
     pub voice_turn_latency_s: Option<f64>,
     /// The next question's `turn_latency_s` (server-measured).
     pub server_turn_latency_s: Option<f64>,
+    /// The next question's `turn_end`: the server's reason for ending the answer.
+    pub turn_end: Option<String>,
     /// The server moved on before the answer's last voiced sample was sent.
     pub cut_in: bool,
     /// Clip position when it did, seconds.
@@ -768,7 +770,7 @@ impl<'p> Session<'p> {
         let result = self.converse(&mut conn).await;
         if let Some(turn) = self.current.take() {
             let at = secs(self.plan.origin);
-            self.close_turn(turn, "failed", at, None, None);
+            self.close_turn(turn, "failed", at, None, (None, None));
         }
         conn.close(matches!(result, Ok(Ending::Bye))).await;
         result
@@ -901,10 +903,12 @@ impl<'p> Session<'p> {
                 id,
                 index,
                 turn_latency_s,
+                turn_end,
                 ..
             } => {
                 if let Some(open) = self.current.take() {
-                    self.close_turn(open, "question", at, Some(id.clone()), turn_latency_s);
+                    let server = (turn_latency_s, turn_end);
+                    self.close_turn(open, "question", at, Some(id.clone()), server);
                 }
                 let answered = self.turns.len();
                 if answered >= self.plan.clips.len() {
@@ -973,7 +977,7 @@ impl<'p> Session<'p> {
             }
             ServerMessage::Completed { reason, .. } => {
                 if let Some(open) = self.current.take() {
-                    self.close_turn(open, "completed", at, None, None);
+                    self.close_turn(open, "completed", at, None, (None, None));
                 }
                 return Ok(Some(Ending::Completed(reason)));
             }
@@ -1021,7 +1025,7 @@ impl<'p> Session<'p> {
         ended_by: &str,
         ended_at_s: f64,
         next_question_id: Option<String>,
-        server_turn_latency_s: Option<f64>,
+        (server_turn_latency_s, turn_end): (Option<f64>, Option<String>),
     ) {
         let audio = &self.plan.clips[turn.index];
         let clip = &audio.clip;
@@ -1040,7 +1044,7 @@ impl<'p> Session<'p> {
             .filter(|_| answered)
             .map(|v| ended_at_s - v);
         eprintln!(
-            "[live]   level {} session {} turn {} ({}): {}, voice latency {} s, server {} s",
+            "[live]   level {} session {} turn {} ({}): {}, voice latency {} s, server {} s{}",
             self.plan.level,
             self.plan.session,
             turn.index + 1,
@@ -1055,6 +1059,10 @@ impl<'p> Session<'p> {
             },
             crate::output::fmt_opt(voice, 2),
             crate::output::fmt_opt(server_turn_latency_s, 2),
+            turn_end
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default(),
         );
         self.turns.push(TurnRecord {
             level: self.plan.level,
@@ -1072,6 +1080,7 @@ impl<'p> Session<'p> {
             next_question_id,
             voice_turn_latency_s: voice,
             server_turn_latency_s,
+            turn_end,
             cut_in: judged.cut_in && ended_by != "failed",
             cut_at_clip_s: judged.cut_at_clip_s.filter(|_| ended_by != "failed"),
             cut_in_pause: judged

@@ -7,6 +7,7 @@
 //! so each figure of `summary.json` can be recomputed from them.
 
 mod applicant;
+mod peer;
 mod server;
 
 use std::collections::BTreeMap;
@@ -19,6 +20,8 @@ use serde::Serialize;
 
 pub use self::applicant::Transport;
 use self::applicant::{ClipAudio, SessionOutcome, SessionPlan, TurnRecord};
+pub use self::peer::PeerSetup;
+use self::peer::{Comparison, PeerLevel};
 use self::server::{MetricDeltas, ResourceSample, Sampler, SpawnSettings, SpawnedServer};
 use crate::fixtures::{Manifest, Paths};
 use crate::output::{self, JsonLines, Machine, fmt_opt, markdown_table};
@@ -68,6 +71,8 @@ pub struct LiveOptions {
     /// Longest wait for the server to go idle after start-up and after the warm-up (at
     /// start-up it loads or renders the spoken form of every rubric text in the background).
     pub settle_max: Duration,
+    /// Also run the faster-whisper peer on the same answers at every level.
+    pub peer: Option<PeerSetup>,
 }
 
 /// How each figure is defined (copied into `summary.json`).
@@ -443,6 +448,10 @@ pub struct LiveSummary {
     pub capacity_sessions: Option<usize>,
     /// One entry per level, in sweep order.
     pub levels: Vec<LevelSummary>,
+    /// The faster-whisper peer on the same answers, one entry per level (with `--peer`).
+    pub peer: Vec<PeerLevel>,
+    /// Ours against the peer, one entry per level (with `--peer`).
+    pub ours_vs_peer: Vec<Comparison>,
 }
 
 /// Runs the live bench and writes its files into `out`.
@@ -653,6 +662,10 @@ async fn run_async(paths: &Paths, options: &LiveOptions, out: &Path) -> Result<(
         options.transport.as_str()
     );
 
+    if let Some(peer) = &options.peer {
+        eprintln!("[live] preparing the faster-whisper peer (bench/peers/setup.sh)");
+        peer.prepare().await?;
+    }
     let http = reqwest::Client::new();
     let mut target = start_target(paths, options, &http, out).await?;
     let sampler = target.info.pid.map(|pid| Sampler::start(pid, origin));
@@ -735,8 +748,9 @@ async fn run_async(paths: &Paths, options: &LiveOptions, out: &Path) -> Result<(
                 interview_id: interview.interview_id,
                 ws_url: interview.ws_url,
                 transport: options.transport,
-                clips: (0..options.turns)
-                    .map(|t| Arc::clone(&clips[(session * options.turns + t) % clips.len()]))
+                clips: session_clips(&clips, session, options.turns)
+                    .into_iter()
+                    .map(Arc::clone)
                     .collect(),
                 origin,
                 start_delay: Duration::from_secs_f64(options.stagger_s.max(0.0) * session as f64),
@@ -812,6 +826,38 @@ async fn run_async(paths: &Paths, options: &LiveOptions, out: &Path) -> Result<(
     resources_out.finish()?;
     drop(target.spawned.take());
 
+    // The peer runs after our server has stopped, on the same answers and levels.
+    let mut peer_levels = Vec::new();
+    let mut comparisons = Vec::new();
+    if let Some(setup) = &options.peer {
+        for (level, &n) in levels.iter().zip(&options.sessions) {
+            eprintln!("[live] peer: {n} faster-whisper process(es), the same answers");
+            let sequences: Vec<Vec<String>> = (0..n)
+                .map(|s| {
+                    session_clips(&clips, s, options.turns)
+                        .into_iter()
+                        .map(|c| c.clip.file.clone())
+                        .collect()
+                })
+                .collect();
+            let figures =
+                peer::run_level(setup, &sequences, options.stagger_s, &out.join("peer")).await?;
+            eprintln!(
+                "[live]   peer end-of-turn latency p50/p95 {} s, cut-ins {}",
+                p50_p95(figures.end_of_turn_latency_s),
+                figures.cut_ins
+            );
+            comparisons.push(Comparison::of(
+                n,
+                level.voice_turn_latency_s,
+                level.wer,
+                level.cut_ins,
+                &figures,
+            ));
+            peer_levels.push(figures);
+        }
+    }
+
     let summary = LiveSummary {
         kind: "live",
         started_utc,
@@ -829,6 +875,8 @@ async fn run_async(paths: &Paths, options: &LiveOptions, out: &Path) -> Result<(
         target_p95_voice_s: TARGET_P95_VOICE_S,
         capacity_sessions: capacity(&levels),
         levels,
+        peer: peer_levels,
+        ours_vs_peer: comparisons,
     };
     write_plots(out, &latencies, &samples, &summary.levels)?;
     let turns = read_turns(&out.join("turns.jsonl"))?;
@@ -836,6 +884,13 @@ async fn run_async(paths: &Paths, options: &LiveOptions, out: &Path) -> Result<(
     output::write_summary(out, &summary, &md)?;
     eprint!("{md}");
     Ok(())
+}
+
+/// The clips session `session` plays, in turn order: clip `(session · turns + t) mod n`.
+fn session_clips<T>(clips: &[T], session: usize, turns: usize) -> Vec<&T> {
+    (0..turns)
+        .map(|t| &clips[(session * turns + t) % clips.len()])
+        .collect()
 }
 
 /// Between levels, waits until the spawned server has closed the sessions `bye` parked (up to
@@ -1055,6 +1110,57 @@ pub fn markdown(s: &LiveSummary, turns: &[serde_json::Value]) -> String {
             s.target_p95_voice_s
         ),
     });
+    if !s.peer.is_empty() {
+        md.push_str(
+            "\n## Side by side with the faster-whisper peer\n\n\
+             The same answers at the same concurrency through `bench/peers/` (Silero VAD, turn \
+             end after 0.8 s of silence, faster-whisper tiny.en int8 per turn), one process per \
+             simulated applicant. Peer latency = end of speech → its final text (it asks no \
+             question); ours = end of speech → the next question event, a stricter measure. \
+             Ratio = ours ÷ peer (target ≤ 0.5 at equal or better WER).\n\n",
+        );
+        let rows: Vec<Vec<String>> = s
+            .peer
+            .iter()
+            .zip(&s.ours_vs_peer)
+            .zip(&s.levels)
+            .map(|((p, c), l)| {
+                vec![
+                    p.sessions.to_string(),
+                    p50_p95(l.voice_turn_latency_s),
+                    p50_p95(p.end_of_turn_latency_s),
+                    format!(
+                        "{} / {}",
+                        fmt_opt(c.latency_ratio_p50, 2),
+                        fmt_opt(c.latency_ratio_p95, 2)
+                    ),
+                    format!(
+                        "{} / {}",
+                        fmt_opt(l.wer.map(|w| 100.0 * w), 1),
+                        fmt_opt(p.wer.map(|w| 100.0 * w), 1)
+                    ),
+                    format!("{} / {}", c.cut_ins.0, c.cut_ins.1),
+                    if p.sessions_failed == 0 {
+                        "0".into()
+                    } else {
+                        format!("**{}**", p.sessions_failed)
+                    },
+                ]
+            })
+            .collect();
+        md.push_str(&markdown_table(
+            &[
+                "sessions",
+                "ours voice latency p50 / p95",
+                "peer end-of-turn p50 / p95",
+                "ratio p50 / p95",
+                "WER % ours / peer",
+                "cut-ins ours / peer",
+                "peer processes failed",
+            ],
+            &rows,
+        ));
+    }
     for l in &s.levels {
         md.push_str(&format!(
             "\n## {} session(s)\n\n{} turn(s) in {:.0} s; {} failed, {} completed early; \
@@ -1078,7 +1184,12 @@ pub fn markdown(s: &LiveSummary, turns: &[serde_json::Value]) -> String {
                     t["turn"].to_string(),
                     format!("`{}`", t["question_id"].as_str().unwrap_or("")),
                     t["clip"].as_str().unwrap_or("").to_string(),
-                    t["ended_by"].as_str().unwrap_or("").to_string(),
+                    match t["turn_end"].as_str() {
+                        Some(reason) => {
+                            format!("{} ({reason})", t["ended_by"].as_str().unwrap_or(""))
+                        }
+                        None => t["ended_by"].as_str().unwrap_or("").to_string(),
+                    },
                     num(t, "voice_turn_latency_s"),
                     num(t, "server_turn_latency_s"),
                     if t["cut_in"].as_bool() == Some(true) {
@@ -1131,6 +1242,7 @@ mod tests {
             next_question_id: Some("n".into()),
             voice_turn_latency_s: voice,
             server_turn_latency_s: voice.map(|v| v / 2.0),
+            turn_end: None,
             cut_in,
             cut_at_clip_s: cut_in.then_some(0.5),
             cut_in_pause: cut_in.then_some(true),

@@ -164,6 +164,11 @@ pub enum ServerMessage {
         /// for the answer's last final transcript.
         #[serde(skip_serializing_if = "Option::is_none", default)]
         turn_latency_s: Option<f64>,
+        /// After an answer: why the server decided it had ended: `silence` (it sounded
+        /// finished), `long_silence`, `spoken_end` ("that's my answer"), `client_done` (the
+        /// button), `no_answer`, `max_duration`, or `typed`.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        turn_end: Option<String>,
     },
     /// A caption of what the applicant said.
     Transcript {

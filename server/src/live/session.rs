@@ -351,6 +351,9 @@ struct Session<'r> {
     turn_from: Option<Instant>,
     /// When the turn detector decided that the current answer ended.
     decided_at: Option<Instant>,
+    /// Why the answer being handed over ended (`typed` for a typed answer), reported with the
+    /// next question.
+    turn_end: Option<&'static str>,
 }
 
 impl<'r> Session<'r> {
@@ -406,6 +409,7 @@ impl<'r> Session<'r> {
             peer_events: None,
             begin_on_connect: None,
             turn_from: None,
+            turn_end: None,
             decided_at: None,
             resumed_from_storage: !seed.committed.is_empty(),
             seed,
@@ -1259,6 +1263,7 @@ impl<'r> Session<'r> {
             && !self.transcriber.utterance_open()
         {
             tracing::debug!(?reason, "answer ended");
+            self.turn_end = Some(reason.as_str());
             self.hand_over_answer(None).await;
         }
     }
@@ -1308,8 +1313,12 @@ impl<'r> Session<'r> {
         // Compute turn latency: from the decision that the answer ended (or from the typed
         // answer's arrival) to the next question.
         self.turn_from = self.decided_at.take().or(Some(Instant::now()));
+        if is_typed {
+            self.turn_end = Some("typed");
+        }
         self.apply(actions, voice_wall).await;
         self.turn_from = None;
+        self.turn_end = None;
     }
 
     /// Carries out the state machine's actions.
@@ -1403,6 +1412,7 @@ impl<'r> Session<'r> {
             self.live.metrics.observe_turn_latency(elapsed);
             elapsed.as_secs_f64()
         });
+        let turn_end = turn_latency_s.and(self.turn_end.take()).map(str::to_string);
         self.send(ServerMessage::Question {
             id: id.clone(),
             text: text.clone(),
@@ -1410,6 +1420,7 @@ impl<'r> Session<'r> {
             again,
             audio: audio_info,
             turn_latency_s,
+            turn_end,
         })
         .await;
         if let Some(out) = self.out() {
