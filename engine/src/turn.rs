@@ -74,6 +74,15 @@ pub struct TurnConfig {
     pub complete_share: f64,
     /// …ends after this much silence rather than the unfinished-clause wait.
     pub unpunctuated_silence_s: f64,
+    /// Learning the speaker's pauses: once this applicant has paused after a sentence that
+    /// sounded finished and then went on talking (a pause the finished rule would have cut had
+    /// the answer been further along), a finished-sounding answer of theirs needs that pause
+    /// plus this margin of silence (at most [`unfinished_silence_s`](Self::unfinished_silence_s))
+    /// for the rest of the interview, until the answer reaches the expected length. Whisper tends to drop a trailing "but" or "and" before a
+    /// pause, so the transcript alone cannot tell such a pause from the end.
+    pub learned_pause_margin_s: f64,
+    /// Whether to learn the speaker's pauses at all (see above).
+    pub learn_pauses: bool,
 }
 
 impl Default for TurnConfig {
@@ -93,6 +102,8 @@ impl Default for TurnConfig {
             early_finished_silence_s: 3.0,
             complete_share: 0.8,
             unpunctuated_silence_s: 1.2,
+            learned_pause_margin_s: 0.5,
+            learn_pauses: true,
         }
     }
 }
@@ -137,6 +148,7 @@ impl TurnConfig {
             ("no_answer_s", self.no_answer_s),
             ("max_answer_s", self.max_answer_s),
             ("final_tolerance_s", self.final_tolerance_s),
+            ("learned_pause_margin_s", self.learned_pause_margin_s),
         ];
         for (field, value) in fields {
             if !(value.is_finite() && value >= 0.0) {
@@ -262,6 +274,9 @@ pub struct TurnDetector {
     tail: Tail,
     /// The answer length the question expects (seconds of speech), if known.
     expected_s: Option<f64>,
+    /// The longest pause this speaker made after a finished-sounding sentence and then went on
+    /// (kept across questions): see [`TurnConfig::learned_pause_margin_s`].
+    learned_pause_s: f64,
 }
 
 impl TurnDetector {
@@ -281,6 +296,7 @@ impl TurnDetector {
             client_done_at: None,
             tail: Tail::default(),
             expected_s: None,
+            learned_pause_s: 0.0,
         }
     }
 
@@ -309,9 +325,27 @@ impl TurnDetector {
 
     /// The VAD heard voice start at `at_s`. Cancels any decision that was waiting on silence.
     pub fn voice_start(&mut self, at_s: f64) {
-        if self.voice_since.is_none() {
-            self.voice_since = Some(at_s);
+        if self.voice_since.is_some() {
+            return;
         }
+        self.voice_since = Some(at_s);
+        // A pause after a finished-sounding sentence, and the speaker went on: remember it.
+        if let (Some(_), Some(end)) = (self.open_question(), self.last_voice_end)
+            && !self.final_pending()
+            && (self.tail.finished || self.tail.content_end)
+            && !self.tail.end_phrase
+        {
+            let pause = at_s - end;
+            if pause >= self.config.finished_silence_s {
+                self.learned_pause_s = self.learned_pause_s.max(pause);
+            }
+        }
+    }
+
+    /// The longest pause after a finished-sounding sentence that this speaker went on from, so
+    /// far (seconds; 0 when none).
+    pub fn learned_pause_s(&self) -> f64 {
+        self.learned_pause_s
     }
 
     /// The VAD heard voice end at `at_s` (the end of the last voiced frame).
@@ -414,11 +448,12 @@ impl TurnDetector {
         self.due().map(|(at, _)| at)
     }
 
-    /// Back to idle, as after [`new`](Self::new), voice state included.
+    /// Back to idle, as after [`new`](Self::new), voice state and learned pauses included.
     pub fn reset(&mut self) {
         self.clear_answer();
         self.question_at = None;
         self.voice_since = None;
+        self.learned_pause_s = 0.0;
     }
 
     fn clear_answer(&mut self) {
@@ -487,6 +522,16 @@ impl TurnDetector {
         }
         let speech_s = self.voiced_s.max(self.finals_span_s);
         let share = self.expected_s.filter(|e| *e > 0.0).map(|e| speech_s / e);
+        // This speaker has gone on after pauses this long following a finished sentence: until
+        // the answer has the length the question calls for, give them that patience.
+        let learned = if c.learn_pauses
+            && self.learned_pause_s > 0.0
+            && share.is_none_or(|s| s < 1.0)
+        {
+            (self.learned_pause_s + c.learned_pause_margin_s).min(c.unfinished_silence_s)
+        } else {
+            0.0
+        };
         let (silence, reason) = if self.tail.end_phrase {
             (c.end_phrase_silence_s, TurnEndReason::SpokenEnd)
         } else if self.tail.finished && (speech_s >= c.min_speech_s || self.tail.short_reply) {
@@ -497,9 +542,14 @@ impl TurnDetector {
             } else {
                 c.finished_silence_s
             };
+            let silence = if self.tail.short_reply {
+                silence
+            } else {
+                silence.max(learned)
+            };
             (silence, TurnEndReason::Silence)
         } else if self.tail.content_end && share.is_some_and(|s| s >= c.complete_share) {
-            (c.unpunctuated_silence_s, TurnEndReason::Silence)
+            (c.unpunctuated_silence_s.max(learned), TurnEndReason::Silence)
         } else {
             (c.unfinished_silence_s, TurnEndReason::LongSilence)
         };
@@ -1438,7 +1488,11 @@ mod tests {
     fn a_finished_first_point_of_a_long_answer_is_not_cut_at_its_pause() {
         // "…yields up, prices down." 16 s into an answer expected to run 45 s or more, then a
         // 2.5 s thinking pause.
-        let mut d = TurnDetector::default();
+        let config = TurnConfig {
+            learn_pauses: false,
+            ..TurnConfig::default()
+        };
+        let mut d = TurnDetector::new(config);
         d.set_expected_answer_s(Some(45.0));
         d.start_question(0.0);
         let first = "Duration measures price sensitivity to yield: yields up, prices down.";
@@ -1457,6 +1511,49 @@ mod tests {
         quick.start_question(0.0);
         assert_eq!(utterance(&mut quick, first, 0.5, 16.7, 17.2), None);
         assert!(poll_over(&mut quick, 17.2, 17.5).is_some());
+    }
+
+    #[test]
+    fn a_speaker_who_pauses_after_finished_sentences_gets_that_patience() {
+        // Question 1: "…the statute of frauds applies." (whisper dropped the "but"), a 2.4 s
+        // pause that the early-answer patience covers, and the answer goes on.
+        let mut d = TurnDetector::default();
+        d.set_expected_answer_s(Some(45.0));
+        d.start_question(0.0);
+        let first = "For goods over five hundred dollars the statute of frauds applies.";
+        assert_eq!(utterance(&mut d, first, 0.5, 12.0, 12.5), None);
+        assert_eq!(poll_over(&mut d, 12.5, 14.4), None, "early in the answer: not cut");
+        assert_eq!(d.learned_pause_s(), 0.0, "nothing learned before the speech resumes");
+        let rest = "An email exchange can satisfy it, and the signature can be typed.";
+        assert_eq!(utterance(&mut d, rest, 14.4, 30.0, 30.4), None);
+        assert!((d.learned_pause_s() - 2.4).abs() < 1e-9);
+        let end = poll_over(&mut d, 30.4, 40.0).expect("the answer ends");
+        assert!((end.at_s - 32.9).abs() < 0.06, "2.4 s + 0.5 s: {end:?}");
+
+        // Question 2: the same kind of pause far into the answer, past the early share: the
+        // finished rule alone would cut it at 0.6 s; the learned pause keeps listening.
+        d.start_question(41.0);
+        let first = "Ordinary PR advice usually does not qualify for the privilege.";
+        assert_eq!(utterance(&mut d, first, 41.5, 70.0, 70.4), None);
+        assert_eq!(poll_over(&mut d, 70.4, 72.8), None, "a 2.8 s pause is not cut");
+        let rest = "If outside counsel hired the consultant, it can survive.";
+        assert_eq!(utterance(&mut d, rest, 72.8, 80.0, 80.4), None);
+        assert!((d.learned_pause_s() - 2.8).abs() < 1e-9);
+        let end = poll_over(&mut d, 80.4, 90.0).expect("the answer ends");
+        assert!((end.at_s - 83.3).abs() < 0.06, "2.8 s + 0.5 s: {end:?}");
+        // An answer as long as the question calls for ends on the finished rule again.
+        d.set_expected_answer_s(Some(30.0));
+        d.start_question(84.0);
+        assert_eq!(utterance(&mut d, rest, 84.5, 115.0, 115.3), None);
+        let end = poll_over(&mut d, 115.3, 120.0).expect("the answer ends");
+        assert!((end.at_s - 115.6).abs() < 0.06, "{end:?}");
+        // Plain short replies are not held back, and a reset forgets the speaker.
+        d.set_expected_answer_s(None);
+        d.start_question(121.0);
+        assert!(utterance(&mut d, "Yes.", 121.5, 122.0, 122.3).is_none());
+        assert!(poll_over(&mut d, 122.3, 123.2).is_some());
+        d.reset();
+        assert_eq!(d.learned_pause_s(), 0.0);
     }
 
     #[test]
