@@ -524,14 +524,12 @@ impl TurnDetector {
         let share = self.expected_s.filter(|e| *e > 0.0).map(|e| speech_s / e);
         // This speaker has gone on after pauses this long following a finished sentence: until
         // the answer has the length the question calls for, give them that patience.
-        let learned = if c.learn_pauses
-            && self.learned_pause_s > 0.0
-            && share.is_none_or(|s| s < 1.0)
-        {
-            (self.learned_pause_s + c.learned_pause_margin_s).min(c.unfinished_silence_s)
-        } else {
-            0.0
-        };
+        let learned =
+            if c.learn_pauses && self.learned_pause_s > 0.0 && share.is_none_or(|s| s < 1.0) {
+                (self.learned_pause_s + c.learned_pause_margin_s).min(c.unfinished_silence_s)
+            } else {
+                0.0
+            };
         let (silence, reason) = if self.tail.end_phrase {
             (c.end_phrase_silence_s, TurnEndReason::SpokenEnd)
         } else if self.tail.finished && (speech_s >= c.min_speech_s || self.tail.short_reply) {
@@ -549,7 +547,10 @@ impl TurnDetector {
             };
             (silence, TurnEndReason::Silence)
         } else if self.tail.content_end && share.is_some_and(|s| s >= c.complete_share) {
-            (c.unpunctuated_silence_s.max(learned), TurnEndReason::Silence)
+            (
+                c.unpunctuated_silence_s.max(learned),
+                TurnEndReason::Silence,
+            )
         } else {
             (c.unfinished_silence_s, TurnEndReason::LongSilence)
         };
@@ -1522,8 +1523,16 @@ mod tests {
         d.start_question(0.0);
         let first = "For goods over five hundred dollars the statute of frauds applies.";
         assert_eq!(utterance(&mut d, first, 0.5, 12.0, 12.5), None);
-        assert_eq!(poll_over(&mut d, 12.5, 14.4), None, "early in the answer: not cut");
-        assert_eq!(d.learned_pause_s(), 0.0, "nothing learned before the speech resumes");
+        assert_eq!(
+            poll_over(&mut d, 12.5, 14.4),
+            None,
+            "early in the answer: not cut"
+        );
+        assert_eq!(
+            d.learned_pause_s(),
+            0.0,
+            "nothing learned before the speech resumes"
+        );
         let rest = "An email exchange can satisfy it, and the signature can be typed.";
         assert_eq!(utterance(&mut d, rest, 14.4, 30.0, 30.4), None);
         assert!((d.learned_pause_s() - 2.4).abs() < 1e-9);
@@ -1535,7 +1544,11 @@ mod tests {
         d.start_question(41.0);
         let first = "Ordinary PR advice usually does not qualify for the privilege.";
         assert_eq!(utterance(&mut d, first, 41.5, 70.0, 70.4), None);
-        assert_eq!(poll_over(&mut d, 70.4, 72.8), None, "a 2.8 s pause is not cut");
+        assert_eq!(
+            poll_over(&mut d, 70.4, 72.8),
+            None,
+            "a 2.8 s pause is not cut"
+        );
         let rest = "If outside counsel hired the consultant, it can survive.";
         assert_eq!(utterance(&mut d, rest, 72.8, 80.0, 80.4), None);
         assert!((d.learned_pause_s() - 2.8).abs() < 1e-9);

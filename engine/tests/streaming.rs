@@ -255,3 +255,69 @@ fn captions_only_grow_and_finals_are_emitted_once_in_order() {
     assert!(last_final.is_some());
     pool.shutdown();
 }
+
+/// Finals come first: a caption submitted while finals wait for a worker is dropped at once
+/// (and counted), and every final is still decoded.
+#[test]
+fn captions_are_dropped_while_finals_wait() {
+    use nextmark_engine::asr::pool::{AsrJob, JobKind};
+    use std::sync::mpsc;
+
+    let model = WhisperModel::load(&model_path()).unwrap();
+    let pool = WorkerPool::start(
+        &model,
+        PoolConfig {
+            workers: 1,
+            threads_per_worker: 1,
+            max_queued_finals: 8,
+            max_queued_partials: 4,
+        },
+    )
+    .unwrap();
+    let audio = to_16k(
+        &decode_file(
+            &fixtures().join("med-sepsis-first-hour.weak.piper.8k.wav"),
+            DecodeLimits::default(),
+        )
+        .unwrap(),
+    );
+    let (tx, rx) = mpsc::channel();
+    let job = |kind: JobKind, tx: mpsc::Sender<(JobKind, bool)>| AsrJob {
+        kind,
+        samples: audio.clone(),
+        options: DecodeOptions::default(),
+        reply: Box::new(move |result| {
+            let _ = tx.send((kind, result.is_ok()));
+        }),
+    };
+    // One final keeps the only worker busy, the second waits in the queue.
+    pool.submit(job(JobKind::Final, tx.clone())).unwrap();
+    let taken = std::time::Instant::now();
+    while pool.queued().0 > 0 {
+        assert!(taken.elapsed().as_secs() < 10, "no worker took the final");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    pool.submit(job(JobKind::Final, tx.clone())).unwrap();
+    assert_eq!(pool.queued().0, 1, "the second final waits");
+    pool.submit(job(JobKind::Partial, tx.clone())).unwrap();
+    drop(tx);
+    let results: Vec<(JobKind, bool)> = rx.iter().take(3).collect();
+    assert!(
+        results.contains(&(JobKind::Partial, false)),
+        "the caption was dropped: {results:?}"
+    );
+    assert_eq!(
+        results
+            .iter()
+            .filter(|r| **r == (JobKind::Final, true))
+            .count(),
+        2,
+        "both finals decoded: {results:?}"
+    );
+    assert_eq!(
+        pool.stats()
+            .dropped_partials
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}

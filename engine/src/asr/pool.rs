@@ -212,8 +212,9 @@ impl WorkerPool {
     }
 
     /// Queues a job. A final fails only when the final queue is full or the pool is closed; a
-    /// partial never fails: when its queue is full the oldest waiting partial is dropped (its
-    /// reply gets [`AsrError::Dropped`]) and counted.
+    /// partial never fails: while finals are waiting it is dropped at once, and when its queue
+    /// is full the oldest waiting partial is dropped (their replies get [`AsrError::Dropped`]),
+    /// all counted.
     pub fn submit(&self, job: AsrJob) -> Result<(), Rejected> {
         let mut q = self.shared.lock();
         if q.closed {
@@ -235,6 +236,17 @@ impl WorkerPool {
                     });
                 }
                 q.finals.push_back(queued);
+            }
+            JobKind::Partial if !q.finals.is_empty() => {
+                // Finals are waiting: the machine is behind, and a caption would only delay
+                // them further.
+                drop(q);
+                self.shared
+                    .stats
+                    .dropped_partials
+                    .fetch_add(1, Ordering::Relaxed);
+                (queued.job.reply)(Err(AsrError::Dropped));
+                return Ok(());
             }
             JobKind::Partial => {
                 let mut dropped = Vec::new();

@@ -200,6 +200,15 @@ impl StreamingTranscriber {
         }
     }
 
+    /// Changes the share of one core that this stream's partial captions may use (see
+    /// [`StreamConfig::partial_cpu_share`]); a server lowers it as more sessions share the
+    /// machine, so that captions of many sessions never crowd out their finals.
+    pub fn set_partial_cpu_share(&mut self, share: f64) {
+        if share.is_finite() {
+            self.config.partial_cpu_share = share.max(0.0);
+        }
+    }
+
     /// Seconds of new audio between partial captions at the current decode cost.
     pub fn partial_interval_s(&self) -> f64 {
         let share = self.config.partial_cpu_share;

@@ -44,6 +44,10 @@ const ASR_RESULTS_CAPACITY: usize = 32;
 const SPEECH_CHUNK_BYTES: usize = 16 * 1024;
 /// Audio clock slack before a stalled stream counts as silence.
 const STALL_GRACE: Duration = Duration::from_millis(300);
+/// Cores that the partial captions of all live sessions together may use: each session gets
+/// this divided by the live sessions (at most its default share), so that with many sessions
+/// captions come less often and finals keep the workers.
+const PARTIAL_CPU_BUDGET_CORES: f64 = 0.5;
 /// How long shutdown waits for the last finals of an answer in progress.
 const SHUTDOWN_FINALS_WAIT: Duration = Duration::from_secs(5);
 
@@ -1018,6 +1022,11 @@ impl<'r> Session<'r> {
             );
             self.recorder = None;
         }
+        // Captions of all live sessions together get a fixed share of the machine.
+        let sessions = self.live.session_count().max(1) as f64;
+        self.transcriber.set_partial_cpu_share(
+            (PARTIAL_CPU_BUDGET_CORES / sessions).min(StreamConfig::default().partial_cpu_share),
+        );
         let requests = self.transcriber.push(&audio, &events);
         self.last_audio = Some((Instant::now(), self.audio_now()));
         for e in &events {
