@@ -209,6 +209,13 @@ impl StreamingTranscriber {
         }
     }
 
+    /// Turns speculative finals (see [`StreamConfig::speculative_finals`]) on or off from now
+    /// on: a speculation is a whole-utterance decode at every short stop of the speech, worth
+    /// it only while a worker is free for it.
+    pub fn set_speculative_finals(&mut self, on: bool) {
+        self.config.speculative_finals = on;
+    }
+
     /// Seconds of new audio between partial captions at the current decode cost.
     pub fn partial_interval_s(&self) -> f64 {
         let share = self.config.partial_cpu_share;
@@ -626,6 +633,25 @@ mod tests {
         assert!(
             matches!(&events[..], [TranscriptEvent::Final { text, .. }] if text == "The patient needs an ECG."),
             "{events:?}"
+        );
+    }
+
+    #[test]
+    fn without_speculation_the_final_waits_for_the_cut() {
+        let mut t = StreamingTranscriber::new(StreamConfig::default());
+        t.set_speculative_finals(false);
+        t.push(&vec![0.0; 16_000], &[VadEvent::SpeechStart { at_s: 1.0 }]);
+        speech(&mut t, 1.5);
+        let reqs = t.push(&vec![0.0; 1_600], &[VadEvent::SpeechEnd { at_s: 2.5 }]);
+        assert!(
+            reqs.iter().all(|r| r.kind != JobKind::Final),
+            "no decode at the speech end"
+        );
+        let reqs = t.push(&vec![0.0; 16_000], &[]);
+        assert_eq!(
+            reqs.iter().filter(|r| r.kind == JobKind::Final).count(),
+            1,
+            "the final is asked for when the pause cuts the utterance"
         );
     }
 

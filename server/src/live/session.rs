@@ -1027,6 +1027,10 @@ impl<'r> Session<'r> {
         self.transcriber.set_partial_cpu_share(
             (PARTIAL_CPU_BUDGET_CORES / sessions).min(StreamConfig::default().partial_cpu_share),
         );
+        // Speculative finals only while nothing waits for a worker: under load they would
+        // only delay the real finals.
+        self.transcriber
+            .set_speculative_finals(self.live.transcriber.queue_depth() == 0);
         let requests = self.transcriber.push(&audio, &events);
         self.last_audio = Some((Instant::now(), self.audio_now()));
         for e in &events {
