@@ -439,7 +439,13 @@ async fn spawn_app(
     });
     let mut test_app = TestApp {
         address: format!("http://127.0.0.1:{port}"),
-        client: reqwest::Client::new(),
+        // A fresh connection per request: a server may close a kept-alive connection right
+        // after an error response, and a request racing that close fails on the client side
+        // (hyper's IncompleteMessage) before it reaches the server.
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("http client"),
         clock,
         mailer,
         state,
