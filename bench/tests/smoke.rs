@@ -312,6 +312,7 @@ fn live_run_writes_well_formed_results() {
             "sessions_failed",
             "turns",
             "voice_turn_latency_s",
+            "speech_turn_latency_s",
             "server_turn_latency_s",
             "cut_ins",
             "cut_ins_in_pause",
@@ -357,6 +358,7 @@ fn live_run_writes_well_formed_results() {
             "clip",
             "voiced_end_sent_at_s",
             "voice_turn_latency_s",
+            "speech_turn_latency_s",
             "server_turn_latency_s",
             "cut_in",
             "text",
@@ -365,6 +367,13 @@ fn live_run_writes_well_formed_results() {
         "turn",
     );
     assert_eq!(turns[0]["question_id"], "intro");
+    // The next question is spoken on the socket: an answered turn is heard after its event.
+    if let Some(voice) = turns[0]["voice_turn_latency_s"].as_f64() {
+        let speech = turns[0]["speech_turn_latency_s"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no speech turn latency: {}", turns[0]));
+        assert!(speech >= voice, "heard before it arrived: {}", turns[0]);
+    }
     for c in json_lines(&dir.join("captions.jsonl")) {
         has_keys(
             &c,

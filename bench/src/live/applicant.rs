@@ -43,12 +43,17 @@ const TURN_TIMEOUT: Duration = Duration::from_secs(60);
 const INBOX_CAPACITY: usize = 512;
 /// Commands buffered for the microphone task.
 const MIC_CAPACITY: usize = 8;
+/// How long the session waits after its last question to hear that question's speech.
+const SPEECH_WAIT: Duration = Duration::from_secs(5);
+/// A sample this loud (−40 dBFS) is audible: the spoken question has started.
+const AUDIBLE_LEVEL: f32 = 0.01;
 
 /// How the microphone reaches the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Transport {
-    /// 16 kHz mono PCM in binary WebSocket frames, text-only questions (`speech: null`).
+    /// 16 kHz mono PCM in binary WebSocket frames; questions spoken as 16 kHz PCM frames on the
+    /// same socket.
     Ws,
     /// Opus over a WebRTC call signalled on the socket; questions are spoken over the call.
     Webrtc,
@@ -281,6 +286,12 @@ pub struct TurnRecord {
     pub next_question_id: Option<String>,
     /// Voice turn latency: next question's arrival − `voiced_end_sent_at_s` (no cut-in only).
     pub voice_turn_latency_s: Option<f64>,
+    /// When the first audible sample of the next question's speech was heard (socket: arrival
+    /// of its first audio frame + the leading silence before that sample; WebRTC: arrival of
+    /// the first audible packet), seconds since the bench started.
+    pub speech_heard_at_s: Option<f64>,
+    /// Speech turn latency: `speech_heard_at_s − voiced_end_sent_at_s` (no cut-in only).
+    pub speech_turn_latency_s: Option<f64>,
     /// The next question's `turn_latency_s` (server-measured).
     pub server_turn_latency_s: Option<f64>,
     /// The next question's `turn_end`: the server's reason for ending the answer.
@@ -451,6 +462,8 @@ enum Ending {
 enum Inbound {
     /// A text frame and its arrival time.
     Text(f64, String),
+    /// A binary frame (question audio) and its arrival time.
+    Audio(f64, Vec<u8>),
     /// The socket closed (with the reason, if any).
     Closed(f64, Option<String>),
 }
@@ -470,6 +483,25 @@ type Sink = Arc<tokio::sync::Mutex<SplitSink<WebSocketStream<MaybeTlsStream<TcpS
 /// Locks the microphone log (a panicked holder leaves usable data).
 fn lock(log: &Mutex<MicLog>) -> MutexGuard<'_, MicLog> {
     log.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Locks the speech onsets (a panicked holder leaves usable data).
+fn lock_onsets(onsets: &Mutex<Vec<f64>>) -> MutexGuard<'_, Vec<f64>> {
+    onsets.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// How much earlier than its question event a speech onset may be stamped and still belong to
+/// it: the call's packets and the socket's event travel separately.
+const ONSET_SLACK_S: f64 = 0.05;
+
+/// The first speech onset of the question that arrived at `question_at_s`: the earliest one no
+/// more than [`ONSET_SLACK_S`] before it.
+pub fn first_onset_after(onsets: &[f64], question_at_s: f64) -> Option<f64> {
+    onsets
+        .iter()
+        .copied()
+        .find(|t| *t >= question_at_s - ONSET_SLACK_S)
+        .map(|t| t.max(question_at_s))
 }
 
 /// Seconds since `origin`.
@@ -497,7 +529,8 @@ async fn read_socket(
         let inbound = match message {
             Ok(Message::Text(text)) => Inbound::Text(at, text.to_string()),
             Ok(Message::Close(frame)) => Inbound::Closed(at, frame.map(|f| f.reason.to_string())),
-            // Question audio, pings and pongs.
+            Ok(Message::Binary(bytes)) => Inbound::Audio(at, bytes.to_vec()),
+            // Pings and pongs.
             Ok(_) => continue,
             Err(e) => Inbound::Closed(at, Some(e.to_string())),
         };
@@ -636,7 +669,7 @@ struct Connection {
     peer: Option<Arc<WebRtcTestClient>>,
     /// The peer's local candidates to forward.
     candidates: Option<mpsc::Receiver<Value>>,
-    /// The task discarding the interviewer's voice heard over the call.
+    /// The task listening to the interviewer's voice over the call for speech onsets.
     audio_drain: Option<tokio::task::JoinHandle<()>>,
     /// Commands to the microphone task.
     mic: Option<mpsc::Sender<MicCommand>>,
@@ -715,6 +748,62 @@ struct Session<'p> {
     messages: Vec<MessageRecord>,
     /// When the WebRTC offer was sent.
     offer_at: Option<Instant>,
+    /// Times the interviewer's voice became audible after silence, seconds since the bench
+    /// started, in order (the WebRTC listener and the socket audio both add to it).
+    speech_onsets: Arc<Mutex<Vec<f64>>>,
+    /// The socket's question audio being scanned for its first audible sample.
+    socket_speech: Option<SocketSpeech>,
+}
+
+/// The spoken question arriving on the socket, until its first audible sample.
+#[derive(Debug)]
+struct SocketSpeech {
+    /// Its sample rate.
+    sample_rate: u32,
+    /// Arrival of its first frame: playback starts then.
+    first_frame_at_s: Option<f64>,
+    /// Samples before the current frame, all silent.
+    silent_samples: usize,
+    /// An odd byte left from the previous frame.
+    carry: Option<u8>,
+}
+
+impl SocketSpeech {
+    /// Scans one binary frame; the time its first audible sample plays, once found.
+    fn scan(&mut self, at_s: f64, bytes: &[u8]) -> Option<f64> {
+        let first = *self.first_frame_at_s.get_or_insert(at_s);
+        let mut joined = Vec::with_capacity(bytes.len() + 1);
+        joined.extend(self.carry.take());
+        joined.extend_from_slice(bytes);
+        if joined.len() % 2 == 1 {
+            self.carry = joined.pop();
+        }
+        for pair in joined.chunks_exact(2) {
+            let sample = f32::from(i16::from_le_bytes([pair[0], pair[1]])) / 32768.0;
+            if sample.abs() >= AUDIBLE_LEVEL {
+                return Some(first + self.silent_samples as f64 / f64::from(self.sample_rate));
+            }
+            self.silent_samples += 1;
+        }
+        None
+    }
+}
+
+/// Listens to the interviewer's voice over the call: records the arrival of every packet that
+/// is audible after one that was not.
+async fn listen_for_speech(
+    mut heard: mpsc::Receiver<Vec<f32>>,
+    onsets: Arc<Mutex<Vec<f64>>>,
+    origin: Instant,
+) {
+    let mut audible_before = false;
+    while let Some(packet) = heard.recv().await {
+        let audible = packet.iter().any(|s| s.abs() >= AUDIBLE_LEVEL);
+        if audible && !audible_before {
+            lock_onsets(&onsets).push(secs(origin));
+        }
+        audible_before = audible;
+    }
 }
 
 impl<'p> Session<'p> {
@@ -743,6 +832,8 @@ impl<'p> Session<'p> {
             captions: Vec::new(),
             messages: Vec::new(),
             offer_at: None,
+            speech_onsets: Arc::new(Mutex::new(Vec::new())),
+            socket_speech: None,
         }
     }
 
@@ -781,7 +872,7 @@ impl<'p> Session<'p> {
         let hello = match self.plan.transport {
             Transport::Ws => json!({"type": "hello", "protocol": 1,
                 "audio": {"encoding": "pcm_s16le", "sample_rate": 16_000, "channels": 1},
-                "speech": null}),
+                "speech": {"sample_rate": 16_000}}),
             Transport::Webrtc => {
                 json!({"type": "hello", "protocol": 1, "audio": {"encoding": "webrtc"}})
             }
@@ -809,6 +900,10 @@ impl<'p> Session<'p> {
                     let inbound = inbound.context("the socket reader stopped")?;
                     let (at, text) = match inbound {
                         Inbound::Text(at, text) => (at, text),
+                        Inbound::Audio(at, bytes) => {
+                            self.on_socket_audio(at, &bytes);
+                            continue;
+                        }
                         Inbound::Closed(at, why) => bail!(
                             "the server closed the socket at {at:.1} s{}",
                             why.map(|w| format!(" ({w})")).unwrap_or_default()
@@ -830,6 +925,10 @@ impl<'p> Session<'p> {
                         self.start_mic(conn, &mut mic_rx).await?;
                     }
                     if let Some(ending) = self.on_message(conn, at, message, &mut deadline).await? {
+                        if ending == Ending::Bye {
+                            // The last question's speech still counts for the last answer.
+                            self.await_speech(conn, at).await;
+                        }
                         return Ok(ending);
                     }
                 }
@@ -857,6 +956,37 @@ impl<'p> Session<'p> {
         }
     }
 
+    /// Scans question audio from the socket for its first audible sample.
+    fn on_socket_audio(&mut self, at: f64, bytes: &[u8]) {
+        if let Some(speech) = self.socket_speech.as_mut()
+            && let Some(onset) = speech.scan(at, bytes)
+        {
+            self.socket_speech = None;
+            lock_onsets(&self.speech_onsets).push(onset);
+        }
+    }
+
+    /// Waits (at most [`SPEECH_WAIT`]) until the question that arrived at `question_at_s` is
+    /// heard, reading the socket's audio meanwhile.
+    async fn await_speech(&mut self, conn: &mut Connection, question_at_s: f64) {
+        let deadline = tokio::time::Instant::now() + SPEECH_WAIT;
+        loop {
+            if first_onset_after(&lock_onsets(&self.speech_onsets), question_at_s).is_some() {
+                return;
+            }
+            tokio::select! {
+                inbound = conn.inbox.recv() => match inbound {
+                    Some(Inbound::Audio(at, bytes)) => self.on_socket_audio(at, &bytes),
+                    Some(Inbound::Text(..)) => {}
+                    Some(Inbound::Closed(..)) | None => return,
+                },
+                // WebRTC onsets arrive from the listener task.
+                _ = tokio::time::sleep(FRAME) => {}
+                _ = tokio::time::sleep_until(deadline) => return,
+            }
+        }
+    }
+
     /// After `ready`: sets up the call (WebRTC) and starts the microphone.
     async fn start_mic(
         &mut self,
@@ -874,10 +1004,12 @@ impl<'p> Session<'p> {
                     .await
                     .context("creating the WebRTC client peer")?;
                 conn.candidates = peer.take_candidates();
-                if let Some(mut heard) = peer.take_audio() {
-                    conn.audio_drain = Some(tokio::spawn(async move {
-                        while heard.recv().await.is_some() {}
-                    }));
+                if let Some(heard) = peer.take_audio() {
+                    conn.audio_drain = Some(tokio::spawn(listen_for_speech(
+                        heard,
+                        self.speech_onsets.clone(),
+                        origin,
+                    )));
                 }
                 send_json(&conn.sink, &json!({"type": "offer", "sdp": offer})).await?;
                 self.offer_at = Some(Instant::now());
@@ -902,10 +1034,18 @@ impl<'p> Session<'p> {
             ServerMessage::Question {
                 id,
                 index,
+                audio,
                 turn_latency_s,
                 turn_end,
                 ..
             } => {
+                // Question audio on the socket follows this event.
+                self.socket_speech = audio.map(|a| SocketSpeech {
+                    sample_rate: a.sample_rate,
+                    first_frame_at_s: None,
+                    silent_samples: 0,
+                    carry: None,
+                });
                 if let Some(open) = self.current.take() {
                     let server = (turn_latency_s, turn_end);
                     self.close_turn(open, "question", at, Some(id.clone()), server);
@@ -920,9 +1060,9 @@ impl<'p> Session<'p> {
                     // The first question waits for the call.
                     self.record.webrtc_connect_s = Some(offer_at.elapsed().as_secs_f64());
                 }
-                if self.plan.transport == Transport::Webrtc {
-                    send_json(&conn.sink, &json!({"type": "playback_ended"})).await?;
-                }
+                // The applicant answers at once (as if the question had been heard already):
+                // the server listens from now on, on both transports.
+                send_json(&conn.sink, &json!({"type": "playback_ended"})).await?;
                 let clip = Arc::clone(&self.plan.clips[answered]);
                 *deadline = tokio::time::Instant::now()
                     + Duration::from_secs_f64(clip.duration_s())
@@ -1079,6 +1219,8 @@ impl<'p> Session<'p> {
             ended_at_s: Some(ended_at_s),
             next_question_id,
             voice_turn_latency_s: voice,
+            speech_heard_at_s: None,
+            speech_turn_latency_s: None,
             server_turn_latency_s,
             turn_end,
             cut_in: judged.cut_in && ended_by != "failed",
@@ -1108,6 +1250,17 @@ impl<'p> Session<'p> {
     /// The records, with the outcome filled in.
     fn finish(mut self, result: Result<Ending>) -> SessionOutcome {
         self.record.ended_at_s = secs(self.plan.origin);
+        let onsets = lock_onsets(&self.speech_onsets).clone();
+        for turn in &mut self.turns {
+            // Only answered turns without a cut-in have a voice turn latency to extend.
+            if let (Some(_), Some(ended)) = (turn.voice_turn_latency_s, turn.ended_at_s) {
+                turn.speech_heard_at_s = first_onset_after(&onsets, ended);
+                turn.speech_turn_latency_s = turn
+                    .speech_heard_at_s
+                    .zip(turn.voiced_end_sent_at_s)
+                    .map(|(heard, sent)| heard - sent);
+            }
+        }
         self.record.turns = self.turns.iter().filter(|t| t.ended_by != "failed").count();
         match result {
             Ok(Ending::Bye) => self.record.outcome = "bye".into(),
@@ -1199,6 +1352,35 @@ mod tests {
         let log = log();
         let j = judge(&log, 0, &clip(0.5, vec![]), 12.49);
         assert!(j.cut_in);
+    }
+
+    #[test]
+    fn socket_speech_is_heard_at_its_first_audible_sample() {
+        let mut speech = SocketSpeech {
+            sample_rate: 16_000,
+            first_frame_at_s: None,
+            silent_samples: 0,
+            carry: None,
+        };
+        // 0.1 s of silence split over two frames, the second ending in half a sample.
+        let silence = to_pcm_s16le(&[0.0; 1_600]);
+        assert_eq!(speech.scan(5.0, &silence[..1_001]), None);
+        assert_eq!(speech.scan(5.3, &silence[1_001..]), None);
+        // Then a quiet sample below the audible level, then a loud one: heard at 5.0 + 1601/16k,
+        // playback having started with the first frame.
+        let mut tail = to_pcm_s16le(&[0.001, 0.5]);
+        tail.extend(to_pcm_s16le(&[0.5; 10]));
+        let heard = speech.scan(5.6, &tail).unwrap();
+        assert!((heard - (5.0 + 1_601.0 / 16_000.0)).abs() < 1e-9, "{heard}");
+    }
+
+    #[test]
+    fn a_question_is_heard_at_the_first_onset_after_it_arrived() {
+        let onsets = [3.0, 10.02, 10.4, 20.0];
+        // An onset stamped just before the event belongs to it, at the event's time.
+        assert_eq!(first_onset_after(&onsets, 10.05), Some(10.05));
+        assert_eq!(first_onset_after(&onsets, 10.2), Some(10.4));
+        assert_eq!(first_onset_after(&onsets, 21.0), None);
     }
 
     #[test]

@@ -76,11 +76,15 @@ pub struct LiveOptions {
 }
 
 /// How each figure is defined (copied into `summary.json`).
-const DEFINITIONS: [(&str, &str); 9] = [
+const DEFINITIONS: [(&str, &str); 10] = [
     (
         "voice_turn_latency_s",
         "arrival of the next question event − wall time the microphone frame holding the answer \
          clip's sample at last_voiced_s was sent; turns with a cut-in have none",
+    ),
+    (
+        "speech_turn_latency_s",
+        "wall time the first audible sample (≥ −40 dBFS) of the next question's speech was heard          − the same send time as voice_turn_latency_s. Socket: arrival of the question's first          audio frame + the silence before that sample (playback starts with the first frame);          WebRTC: arrival of the first audible decoded packet on the interviewer's track",
     ),
     (
         "server_turn_latency_s",
@@ -182,6 +186,8 @@ pub struct LevelSummary {
     pub turns: usize,
     /// Voice turn latency, seconds.
     pub voice_turn_latency_s: Option<Dist>,
+    /// Last voiced sample → first audible sample of the spoken question, seconds.
+    pub speech_turn_latency_s: Option<Dist>,
     /// Server turn latency (`turn_latency_s`), seconds.
     pub server_turn_latency_s: Option<Dist>,
     /// Turns the server ended before the answer's speech was over.
@@ -343,6 +349,7 @@ fn summarize_level(outcomes: &[SessionOutcome], cx: &LevelContext<'_>) -> LevelS
         wall_s: cx.window.1 - cx.window.0,
         turns: closed.len(),
         voice_turn_latency_s: voice,
+        speech_turn_latency_s: Dist::of(&collect(&|t| t.speech_turn_latency_s)),
         server_turn_latency_s: Dist::of(&collect(&|t| t.server_turn_latency_s)),
         cut_ins,
         cut_ins_in_pause: closed
@@ -796,8 +803,9 @@ async fn run_async(paths: &Paths, options: &LiveOptions, out: &Path) -> Result<(
             },
         );
         eprintln!(
-            "[live]   voice turn latency p50/p95 {} s, cut-ins {}, {}",
+            "[live]   voice turn latency p50/p95 {} s, to the spoken question {} s, cut-ins {}, {}",
             p50_p95(summary.voice_turn_latency_s),
+            p50_p95(summary.speech_turn_latency_s),
             summary.cut_ins,
             if summary.meets_target {
                 "meets the target".to_string()
@@ -1025,7 +1033,8 @@ pub fn markdown(s: &LiveSummary, turns: &[serde_json::Value]) -> String {
          Started {started}, {turns} turn(s) per session, levels {levels:?}, discipline {d}, \
          {n} clip(s) (`{sel}`), sessions started {stagger} s apart.\nServer: {server}.\n{machine}\n\n\
          Voice turn latency = next question's arrival − the send time of the frame holding the \
-         answer's last voiced sample; server = the question's `turn_latency_s`; caption lag = \
+         answer's last voiced sample; to spoken question = the same up to the first audible \
+         sample of the question's speech; server = the question's `turn_latency_s`; caption lag = \
          final transcript's arrival − the send time of the audio up to its `end_s`. Seconds. A \
          cut-in is a question that came before the answer's last voiced sample was sent. WER \
          over turns without a cut-in. RSS per session = (peak − baseline) / sessions, the \
@@ -1044,6 +1053,7 @@ pub fn markdown(s: &LiveSummary, turns: &[serde_json::Value]) -> String {
     let headers = [
         "sessions",
         "voice latency p50 / p95",
+        "to spoken question p50 / p95",
         "server latency p95",
         "cut-ins",
         "caption lag p50 / p95",
@@ -1063,6 +1073,7 @@ pub fn markdown(s: &LiveSummary, turns: &[serde_json::Value]) -> String {
             vec![
                 l.sessions.to_string(),
                 p50_p95(l.voice_turn_latency_s),
+                p50_p95(l.speech_turn_latency_s),
                 fmt_opt(l.server_turn_latency_s.map(|d| d.p95), 2),
                 if l.cut_ins == 0 {
                     "0".into()
@@ -1191,6 +1202,7 @@ pub fn markdown(s: &LiveSummary, turns: &[serde_json::Value]) -> String {
                         None => t["ended_by"].as_str().unwrap_or("").to_string(),
                     },
                     num(t, "voice_turn_latency_s"),
+                    num(t, "speech_turn_latency_s"),
                     num(t, "server_turn_latency_s"),
                     if t["cut_in"].as_bool() == Some(true) {
                         format!("at {} s", num(t, "cut_at_clip_s"))
@@ -1210,6 +1222,7 @@ pub fn markdown(s: &LiveSummary, turns: &[serde_json::Value]) -> String {
                 "clip",
                 "ended by",
                 "voice latency",
+                "to spoken question",
                 "server latency",
                 "cut-in",
                 "end-of-answer final lag",
@@ -1241,6 +1254,8 @@ mod tests {
             ended_at_s: Some(2.0),
             next_question_id: Some("n".into()),
             voice_turn_latency_s: voice,
+            speech_heard_at_s: None,
+            speech_turn_latency_s: voice.map(|v| v + 0.1),
             server_turn_latency_s: voice.map(|v| v / 2.0),
             turn_end: None,
             cut_in,
