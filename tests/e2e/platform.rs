@@ -330,7 +330,7 @@ pub fn init_logs() {
 
 /// A database made for one test, removed afterwards (PostgreSQL databases are dropped after a
 /// passing test and left behind for inspection after a failing one).
-enum TestDb {
+pub enum TestDb {
     /// Kept alive so the folder outlives the server.
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
     Postgres {
@@ -340,7 +340,8 @@ enum TestDb {
 }
 
 impl TestDb {
-    async fn create(db: Db) -> Option<(Self, String)> {
+    /// A fresh database and its URL; `None` for PostgreSQL without [`PG_ENV`].
+    pub async fn create(db: Db) -> Option<(Self, String)> {
         match db {
             Db::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
@@ -371,7 +372,8 @@ impl TestDb {
         }
     }
 
-    async fn drop_database(self) {
+    /// Drops a PostgreSQL database (a SQLite folder goes with the value).
+    pub async fn drop_database(self) {
         let TestDb::Postgres { admin_url, name } = self else {
             return;
         };

@@ -59,6 +59,12 @@ pub struct PlatformConfig {
     /// Take the client IP (recorded with agreement acceptances) from `X-Forwarded-For`; only
     /// behind a proxy that sets it.
     pub trust_forwarded_for: bool,
+    /// Wrong passwords a staff account, and invalid links a client address, may try in an hour
+    /// before every try is refused with 429 until the oldest failure is an hour old.
+    pub failed_attempts_per_hour: u32,
+    /// Origins (`https://host[:port]`) whose pages may call the API from a browser (CORS). Empty:
+    /// same-origin only.
+    pub cors_origins: Vec<String>,
     /// An admin account to create at start-up if missing (with `admin_password`).
     pub admin_email: Option<String>,
     /// The password for `admin_email`.
@@ -82,6 +88,8 @@ impl Default for PlatformConfig {
             magic_link_minutes: 15,
             maintenance_interval_secs: 3600,
             trust_forwarded_for: false,
+            failed_attempts_per_hour: 100,
+            cors_origins: Vec::new(),
             admin_email: None,
             admin_password: None,
             live: Default::default(),
@@ -136,6 +144,17 @@ impl PlatformConfig {
                 "TRUST_FORWARDED_FOR" => {
                     self.trust_forwarded_for = matches!(value.as_str(), "1" | "true" | "yes")
                 }
+                "FAILED_ATTEMPTS_PER_HOUR" => {
+                    self.failed_attempts_per_hour = parse_num(&name, &value)?
+                }
+                "CORS_ORIGINS" => {
+                    self.cors_origins = value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|o| !o.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                }
                 "ADMIN_EMAIL" => self.admin_email = Some(value),
                 "ADMIN_PASSWORD" => self.admin_password = Some(Secret::new(value)),
                 other => {
@@ -169,7 +188,18 @@ impl PlatformConfig {
         if self.admin_email.is_some() != self.admin_password.is_some() {
             bail!("admin_email and admin_password must be set together");
         }
+        for origin in &self.cors_origins {
+            let ok = (origin.starts_with("http://") || origin.starts_with("https://"))
+                && !origin
+                    .trim_end_matches('/')
+                    .contains(|c: char| c == '*' || c.is_whitespace())
+                && origin.parse::<axum::http::HeaderValue>().is_ok();
+            if !ok {
+                bail!("cors_origins: {origin:?} is not an origin like https://example.com");
+            }
+        }
         for (name, value) in [
+            ("failed_attempts_per_hour", self.failed_attempts_per_hour),
             ("applicant_session_hours", self.applicant_session_hours),
             ("staff_session_hours", self.staff_session_hours),
             ("magic_link_minutes", self.magic_link_minutes),

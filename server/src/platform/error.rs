@@ -136,6 +136,8 @@ pub struct ApiError {
     pub field: Option<String>,
     /// For 500s: the cause, logged but not sent.
     pub source: Option<anyhow::Error>,
+    /// For 429s and 503s: seconds to wait, sent as `Retry-After`.
+    pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -147,7 +149,14 @@ impl ApiError {
             message: message.into(),
             field: None,
             source: None,
+            retry_after_secs: None,
         }
+    }
+
+    /// Says when to try again (`Retry-After`).
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
     }
 
     /// Names the field at fault.
@@ -188,6 +197,7 @@ impl ApiError {
             message: "internal error; it has been logged".into(),
             field: None,
             source: Some(source),
+            retry_after_secs: None,
         }
     }
 }
@@ -227,6 +237,12 @@ impl IntoResponse for ApiError {
                 field: self.field,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }

@@ -8,14 +8,15 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::extract::{Caller, ValidJson};
+use super::extract::{Caller, ClientIp, ValidJson};
 use super::views::{ApplicantView, IdempotencyKeyParam};
 use crate::platform::AppState;
+use crate::platform::attempts::{self, link_subject};
 use crate::platform::clock::rfc3339;
 use crate::platform::crypto::{decoy_password_hash, verify_password};
 use crate::platform::error::{ApiError, ErrorBody, StoreError};
 use crate::platform::mail::Message;
-use crate::platform::store::{InterviewStatus, NewApplicant, Principal};
+use crate::platform::store::{AttemptScope, InterviewStatus, NewApplicant, Principal};
 use crate::platform::types::{
     Affirmed, CountryCode, DisciplineId, Email, Paragraph, PersonName, YearsExperience,
 };
@@ -214,16 +215,25 @@ pub struct SessionView {
 /// Exchanges a single-use sign-in link token for an applicant session.
 #[utoipa::path(post, path = "/v1/auth/magic-link/verify", tag = "public",
     request_body = VerifyRequest,
-    responses((status = 200, body = SessionView), (status = 401, description = "Invalid, expired or used link", body = ErrorBody)))]
+    responses((status = 200, body = SessionView), (status = 401, description = "Invalid, expired or used link", body = ErrorBody),
+        (status = 429, description = "Too many invalid links from this address in the last hour", body = ErrorBody)))]
 pub async fn verify_magic_link(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     ValidJson(req): ValidJson<VerifyRequest>,
 ) -> Result<Json<SessionView>, ApiError> {
     let now = state.now();
+    let subject = link_subject(ip.as_deref());
+    attempts::check(&state, AttemptScope::Link, &subject).await?;
     if req.token.is_empty() || req.token.len() > 1024 {
+        attempts::failed(&state, AttemptScope::Link, &subject).await;
         return Err(ApiError::unauthenticated("invalid sign-in link").with_field("token"));
     }
-    let applicant_id = match state.store.redeem_magic_link(&req.token, now).await {
+    let redeemed = state.store.redeem_magic_link(&req.token, now).await;
+    if matches!(&redeemed, Err(e) if !matches!(e, StoreError::Internal(_))) {
+        attempts::failed(&state, AttemptScope::Link, &subject).await;
+    }
+    let applicant_id = match redeemed {
         Ok(id) => id,
         Err(StoreError::Internal(e)) => return Err(ApiError::internal(e)),
         Err(StoreError::Expired { message, .. }) => {
@@ -273,7 +283,8 @@ pub struct LoginRequest {
 /// Signs a reviewer or admin in with email and password.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "public",
     request_body = LoginRequest,
-    responses((status = 200, body = SessionView), (status = 401, description = "Wrong email or password", body = ErrorBody)))]
+    responses((status = 200, body = SessionView), (status = 401, description = "Wrong email or password", body = ErrorBody),
+        (status = 429, description = "Too many failed sign-ins for this account in the last hour (locked until the oldest is an hour old)", body = ErrorBody)))]
 pub async fn login(
     State(state): State<AppState>,
     ValidJson(req): ValidJson<LoginRequest>,
@@ -281,6 +292,10 @@ pub async fn login(
     if req.password.len() > 1024 {
         return Err(ApiError::invalid("password", "too long"));
     }
+    // Counted per address whether or not an account has it, so the answer says nothing
+    // about which addresses are staff.
+    let account = req.email.as_str().to_string();
+    attempts::check(&state, AttemptScope::Login, &account).await?;
     let found = state.store.staff_by_email(req.email.as_str()).await?;
     let hash = found
         .as_ref()
@@ -292,6 +307,7 @@ pub async fn login(
     let staff = match (ok, found) {
         (true, Some((staff, _))) => staff,
         _ => {
+            attempts::failed(&state, AttemptScope::Login, &account).await;
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "invalid_credentials",
@@ -347,18 +363,31 @@ pub struct InterviewLinkView {
     responses(
         (status = 200, body = InterviewLinkView),
         (status = 404, description = "Unknown link", body = ErrorBody),
-        (status = 410, description = "The link expired", body = ErrorBody)))]
+        (status = 410, description = "The link expired", body = ErrorBody),
+        (status = 429, description = "Too many invalid links from this address in the last hour", body = ErrorBody)))]
 pub async fn open_interview_link(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     Path(token): Path<String>,
 ) -> Result<Json<InterviewLinkView>, ApiError> {
+    let subject = link_subject(ip.as_deref());
+    attempts::check(&state, AttemptScope::Link, &subject).await?;
     if token.len() > 256 {
+        attempts::failed(&state, AttemptScope::Link, &subject).await;
         return Err(ApiError::not_found("interview link"));
     }
-    let interview = state
+    let interview = match state
         .store
         .get_interview_by_token(&token, state.now())
-        .await?;
+        .await
+    {
+        Ok(interview) => interview,
+        Err(StoreError::Internal(e)) => return Err(ApiError::internal(e)),
+        Err(e) => {
+            attempts::failed(&state, AttemptScope::Link, &subject).await;
+            return Err(e.into());
+        }
+    };
     Ok(Json(InterviewLinkView {
         discipline_name: state.discipline_name(&interview.discipline),
         interview_id: interview.id,

@@ -3,6 +3,7 @@
 //! PostgreSQL. Instants are stored as unix seconds (BIGINT), ids as prefixed random text, JSON as
 //! text; the submodules add the operations per area of the journey.
 
+mod attempts;
 mod interviews;
 mod people;
 mod privacy;
@@ -19,6 +20,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Connection, Row, SqlSafeStr};
 
+pub use attempts::AttemptScope;
 pub use interviews::{Answer, Interview, InterviewStatus, NewInterview, Recording};
 pub use people::{Applicant, NewApplicant, Principal, StaffMember, StaffRole};
 pub use privacy::{AuditEntry, IdempotencyBegin, PurgeReport};
@@ -31,11 +33,18 @@ use super::crypto::Keys;
 use super::error::{DbContext, StoreError};
 
 /// The platform schema, embedded at compile time; it runs unchanged on SQLite and PostgreSQL.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "platform",
-    include_str!("../../../migrations/0001_platform.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "platform",
+        include_str!("../../../migrations/0001_platform.sql"),
+    ),
+    (
+        2,
+        "failed attempts",
+        include_str!("../../../migrations/0002_failed_attempts.sql"),
+    ),
+];
 
 /// Which database is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,210 @@
+//! Access-control promises of `docs/reliability.md` on the platform API, each on SQLite and
+//! PostgreSQL: staff accounts lock after 100 wrong passwords in an hour, a client address is
+//! refused after 100 invalid links in an hour, every response carries the security headers,
+//! and no cross-origin caller is granted access.
+
+use nextmark_server::platform::store::{AttemptScope, StaffRole};
+use reqwest::Method;
+use serde_json::json;
+use time::Duration;
+
+use crate::platform::{TestApp, platform_test};
+
+/// The hourly allowance of failed attempts the issue sets.
+const LIMIT: usize = 100;
+
+async fn login(app: &TestApp, email: &str, password: &str) -> crate::platform::Reply {
+    app.post(
+        "/v1/auth/login",
+        None,
+        json!({"email": email, "password": password}),
+    )
+    .await
+}
+
+async fn a_staff_account_locks_after_100_wrong_passwords_in_an_hour(app: TestApp) {
+    let email = "locked.reviewer@nextmark.test";
+    let password = "correct horse battery staple 42";
+    app.state
+        .ensure_staff(
+            email,
+            "Locked Reviewer",
+            StaffRole::Reviewer,
+            Some(password),
+        )
+        .await
+        .expect("staff account");
+    // 98 failures earlier this hour (straight into the store: argon2 makes each HTTP try
+    // slow), then the last two over HTTP: wrong passwords still get 401, never a lockout yet.
+    for minutes_ago in (1..=(LIMIT - 2) as i64).rev() {
+        app.state
+            .store
+            .record_failed_attempt(AttemptScope::Login, email, app.now() - 30 * minutes_ago)
+            .await
+            .expect("record");
+    }
+    for _ in 0..2 {
+        let wrong = login(&app, email, "wrong password").await;
+        assert_eq!(wrong.status, 401, "{}", wrong.text);
+        assert_eq!(wrong.code(), "invalid_credentials");
+    }
+    // The 101st try is refused even with the right password, and says when to come back:
+    // when the oldest failure (98 × 30 s ago) leaves the hour.
+    let locked = login(&app, email, password).await;
+    assert_eq!(locked.status, 429, "{}", locked.text);
+    assert_eq!(locked.code(), "too_many_attempts");
+    let retry: i64 = locked.headers["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert_eq!(retry, 3600 - 98 * 30);
+    // The address is counted case-blind; other accounts are untouched.
+    let upper = login(&app, &email.to_uppercase(), password).await;
+    assert_eq!(upper.status, 429, "{}", upper.text);
+    let (other, other_password) = app
+        .state
+        .ensure_staff(
+            "other.reviewer@nextmark.test",
+            "Other",
+            StaffRole::Reviewer,
+            None,
+        )
+        .await
+        .expect("other staff");
+    assert_eq!(login(&app, &other, &other_password).await.status, 200);
+    // Once the oldest failures are an hour old, the right password works again.
+    app.advance(Duration::seconds(retry));
+    let back = login(&app, email, password).await;
+    assert_eq!(back.status, 200, "{}", back.text);
+}
+
+async fn a_client_is_refused_after_100_invalid_links_in_an_hour(app: TestApp) {
+    let (_, applicant) = app
+        .applicant("Link Tester", "link.tester@nextmark.test", &["law"])
+        .await;
+    let attempt = app
+        .post(
+            "/v1/me/attempts",
+            Some(&applicant),
+            json!({"discipline": "law"}),
+        )
+        .await;
+    assert_eq!(attempt.status, 201, "{}", attempt.text);
+    let good = attempt.body["interview"]["link_token"]
+        .as_str()
+        .expect("link token")
+        .to_string();
+    // A valid link opens.
+    assert_eq!(
+        app.get(&format!("/v1/interview-links/{good}"), None)
+            .await
+            .status,
+        200
+    );
+    // Guessing: interview links and sign-in links count together, per client address.
+    for n in 0..LIMIT {
+        let reply = if n % 2 == 0 {
+            app.get(&format!("/v1/interview-links/guess-{n:04}"), None)
+                .await
+        } else {
+            app.post(
+                "/v1/auth/magic-link/verify",
+                None,
+                json!({"token": format!("guess-{n:04}")}),
+            )
+            .await
+        };
+        assert!(
+            [401, 404].contains(&reply.status),
+            "guess {n}: {}",
+            reply.text
+        );
+    }
+    // Now even the valid link is refused from this address, with a clear message.
+    let refused = app.get(&format!("/v1/interview-links/{good}"), None).await;
+    assert_eq!(refused.status, 429, "{}", refused.text);
+    assert_eq!(refused.code(), "too_many_attempts");
+    assert!(refused.headers.contains_key("retry-after"));
+    let verify = app
+        .post("/v1/auth/magic-link/verify", None, json!({"token": "x"}))
+        .await;
+    assert_eq!(verify.status, 429, "{}", verify.text);
+    // An hour later the address is welcome again.
+    app.advance(Duration::seconds(3601));
+    assert_eq!(
+        app.get(&format!("/v1/interview-links/{good}"), None)
+            .await
+            .status,
+        200
+    );
+}
+
+async fn every_response_carries_security_headers_and_no_cross_origin_grant(app: TestApp) {
+    let replies = [
+        app.get("/healthz", None).await,
+        app.get("/v1/me", None).await,
+        app.get("/v1/review/queue", Some(&app.reviewer)).await,
+        app.get("/v1/no/such/route", None).await,
+        app.post("/v1/auth/login", None, json!({"email": 1})).await,
+    ];
+    for reply in &replies {
+        let header = |name: &str| {
+            reply
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert_eq!(
+            header("x-content-type-options"),
+            "nosniff",
+            "{}",
+            reply.text
+        );
+        assert_eq!(header("x-frame-options"), "DENY");
+        assert_eq!(header("referrer-policy"), "no-referrer");
+        assert_eq!(header("cache-control"), "no-store");
+        assert_eq!(header("cross-origin-opener-policy"), "same-origin");
+        assert!(header("access-control-allow-origin").is_empty());
+    }
+    // A preflight from another site is not granted (no origins are configured).
+    let preflight = app
+        .send(
+            Method::OPTIONS,
+            "/v1/review/queue",
+            None,
+            None,
+            &[
+                ("origin", "https://evil.example"),
+                ("access-control-request-method", "GET"),
+                ("access-control-request-headers", "authorization"),
+            ],
+        )
+        .await;
+    assert!(preflight.status >= 400, "{}", preflight.status);
+    assert!(
+        !preflight
+            .headers
+            .contains_key("access-control-allow-origin")
+    );
+    // A cross-site request with the reviewer's token still gets no CORS grant, so a browser
+    // would not let the other site read it.
+    let cross = app
+        .send(
+            Method::GET,
+            "/v1/review/queue",
+            Some(&app.reviewer),
+            None,
+            &[("origin", "https://evil.example")],
+        )
+        .await;
+    assert!(!cross.headers.contains_key("access-control-allow-origin"));
+}
+
+platform_test!(
+    a_staff_account_locks_after_100_wrong_passwords_in_an_hour,
+    a_client_is_refused_after_100_invalid_links_in_an_hour,
+    every_response_carries_security_headers_and_no_cross_origin_grant,
+);
