@@ -4,6 +4,7 @@
 //! so more can be merged into the same server.
 
 pub mod api;
+pub mod attempts;
 pub mod clock;
 pub mod config;
 pub mod crypto;
@@ -250,6 +251,7 @@ impl Application {
         if let Some(extra) = deps.extra_routes {
             router = router.merge(extra(state.clone()));
         }
+        let router = api::harden(router, &state.config);
         let port = listener
             .local_addr()
             .context("reading the listener address")?

@@ -12,9 +12,12 @@ pub mod views;
 
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::{Extension, Router, middleware};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::OpenApi as OpenApiDoc;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -23,6 +26,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
+use super::config::PlatformConfig;
 use super::error::{ApiError, ErrorBody, ErrorDetail};
 
 /// The document's fixed parts; paths are added from the routes.
@@ -142,6 +146,156 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(Extension(public::OpenApiJson(Arc::new(json))))
         .layer(DefaultBodyLimit::max(idempotency::BODY_LIMIT))
-        .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Security headers on every response (API, pages, sockets' refusals) where the route set none:
+/// no MIME sniffing, no framing, no referrer, no caching, an isolated browsing context, HSTS
+/// when served over HTTPS; and the CORS policy: same-origin only unless `cors_origins` lists
+/// the origins whose pages may call the API (bearer tokens, never cookies, so a cross-site
+/// form cannot act for anyone: no CSRF tokens are needed).
+pub fn harden(router: Router, config: &PlatformConfig) -> Router {
+    let default = |name: HeaderName, value: &'static str| {
+        SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+    };
+    // Request spans name the route template, never the path: paths hold link tokens.
+    let traced = TraceLayer::new_for_http().make_span_with(|request: &Request<Body>| {
+        let route = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or("(no route)", MatchedPath::as_str);
+        tracing::debug_span!("request", method = %request.method(), route)
+    });
+    let mut router = router
+        .layer(traced)
+        .layer(default(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(default(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(default(header::REFERRER_POLICY, "no-referrer"))
+        .layer(default(header::CACHE_CONTROL, "no-store"))
+        .layer(default(
+            HeaderName::from_static("cross-origin-opener-policy"),
+            "same-origin",
+        ));
+    if config.public_url.starts_with("https://") {
+        router = router.layer(default(
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=31536000; includeSubDomains",
+        ));
+    }
+    let origins: Vec<HeaderValue> = config
+        .cors_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok())
+        .collect();
+    if !origins.is_empty() {
+        router = router.layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_methods([
+                    Method::GET,
+                    Method::POST,
+                    Method::PUT,
+                    Method::PATCH,
+                    Method::DELETE,
+                ])
+                .allow_headers([
+                    header::AUTHORIZATION,
+                    header::CONTENT_TYPE,
+                    HeaderName::from_static("idempotency-key"),
+                ])
+                .max_age(std::time::Duration::from_secs(600)),
+        );
+    }
+    router
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    fn hardened(public_url: &str, origins: &[&str]) -> Router {
+        let config = PlatformConfig {
+            public_url: public_url.into(),
+            cors_origins: origins.iter().map(|o| o.to_string()).collect(),
+            ..PlatformConfig::default()
+        };
+        harden(
+            Router::new().route("/v1/x", get(|| async { "ok" })),
+            &config,
+        )
+    }
+
+    fn preflight(origin: &str) -> Request<Body> {
+        Request::builder()
+            .method(Method::OPTIONS)
+            .uri("/v1/x")
+            .header(header::ORIGIN, origin)
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "GET")
+            .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "authorization")
+            .body(Body::empty())
+            .expect("request")
+    }
+
+    #[tokio::test]
+    async fn only_configured_origins_are_granted_cross_origin_access() {
+        let router = hardened("https://api.nextmark.test", &["https://app.nextmark.test"]);
+        let granted = router
+            .clone()
+            .oneshot(preflight("https://app.nextmark.test"))
+            .await
+            .expect("response");
+        assert_eq!(
+            granted.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+            "https://app.nextmark.test"
+        );
+        let refused = router
+            .clone()
+            .oneshot(preflight("https://evil.test"))
+            .await
+            .expect("response");
+        assert!(
+            !refused
+                .headers()
+                .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+        );
+        // Served over HTTPS: HSTS on every response.
+        let plain = router
+            .oneshot(Request::get("/v1/x").body(Body::empty()).expect("request"))
+            .await
+            .expect("response");
+        assert!(
+            plain.headers()[header::STRICT_TRANSPORT_SECURITY]
+                .to_str()
+                .expect("ascii")
+                .starts_with("max-age=")
+        );
+    }
+
+    #[tokio::test]
+    async fn without_origins_no_one_is_granted_and_plain_http_gets_no_hsts() {
+        let router = hardened("http://127.0.0.1:8080", &[]);
+        let refused = router
+            .clone()
+            .oneshot(preflight("https://app.nextmark.test"))
+            .await
+            .expect("response");
+        assert!(
+            !refused
+                .headers()
+                .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+        );
+        let plain = router
+            .oneshot(Request::get("/v1/x").body(Body::empty()).expect("request"))
+            .await
+            .expect("response");
+        assert!(
+            !plain
+                .headers()
+                .contains_key(header::STRICT_TRANSPORT_SECURITY)
+        );
+        assert_eq!(plain.headers()[header::X_FRAME_OPTIONS], "DENY");
+    }
 }
