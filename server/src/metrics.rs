@@ -195,6 +195,7 @@ pub struct Metrics {
     response_latency: Histogram,
     /// Interviews with a connected transport now.
     live_sessions: AtomicI64,
+    open_sockets: AtomicI64,
     /// Interviews whose transport dropped and that wait for a resume.
     parked_sessions: AtomicI64,
     /// Utterances waiting for a transcription worker: the first sign of CPU overload.
@@ -268,6 +269,7 @@ impl Metrics {
             turn_latency: Histogram::new(&TURN_BUCKETS),
             response_latency: Histogram::new(&TURN_BUCKETS),
             live_sessions: AtomicI64::new(0),
+            open_sockets: AtomicI64::new(0),
             parked_sessions: AtomicI64::new(0),
             asr_queue_depth: AtomicI64::new(0),
             sessions_started: AtomicU64::new(0),
@@ -306,6 +308,11 @@ impl Metrics {
     /// Records a response latency: last voiced sample → question event.
     pub fn observe_response_latency(&self, elapsed: Duration) {
         self.response_latency.observe(elapsed);
+    }
+
+    /// Sets the number of open interview sockets.
+    pub fn set_open_sockets(&self, n: i64) {
+        self.open_sockets.store(n, Ordering::Relaxed);
     }
 
     /// Sets the number of interviews with a connected transport.
@@ -444,6 +451,11 @@ impl Metrics {
                 "nextmark_live_sessions",
                 "Interviews with a connected transport.",
                 &self.live_sessions,
+            ),
+            (
+                "nextmark_open_sockets",
+                "Interview sockets open, before or after hello.",
+                &self.open_sockets,
             ),
             (
                 "nextmark_parked_sessions",

@@ -940,6 +940,214 @@ async fn demo_interviews_reject_unknown_disciplines() {
     app.stop().await;
 }
 
+/// The HTTP status that refused a WebSocket handshake to `url` (panics if it was accepted).
+async fn refused_status(url: &str) -> u16 {
+    match tokio_tungstenite::connect_async(url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(e) => panic!("{url}: not an HTTP refusal: {e}"),
+        Ok(_) => panic!("{url}: the handshake was accepted"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_socket_admits_only_a_valid_link_to_its_own_interview() {
+    let mut app = spawn_live(None, |_| {}).await;
+    let a = app.demo("law").await;
+    let b = app.demo("law").await;
+    let ws = |token: &str| {
+        format!(
+            "{}/v1/interview-links/{token}/live",
+            app.address.replace("http://", "ws://")
+        )
+    };
+    // A link joins its own interview and no other: the token is the only credential and it
+    // names the interview (WebRTC is signalled on this socket, so it inherits the check).
+    for demo in [&a, &b] {
+        let mut client = WsClient::connect(demo["ws_url"].as_str().expect("url")).await;
+        client.hello_pcm(Some(Value::Null)).await;
+        let ready = client.expect("ready", Duration::from_secs(10)).await;
+        assert_eq!(ready["interview_id"], demo["interview_id"]);
+        client.json(json!({"type": "bye"})).await;
+    }
+    // Unknown, truncated and over-long tokens are refused before the upgrade.
+    let a_token = a["ws_url"]
+        .as_str()
+        .and_then(|u| u.split("/interview-links/").nth(1))
+        .and_then(|rest| rest.split('/').next())
+        .expect("token")
+        .to_string();
+    assert_eq!(refused_status(&ws("not-a-link")).await, 404);
+    assert_eq!(
+        refused_status(&ws(&a_token[..a_token.len() - 1])).await,
+        404
+    );
+    assert_eq!(refused_status(&ws(&"x".repeat(300))).await, 404);
+    // Guessing is limited: after 100 invalid links in an hour this address is refused, even
+    // with a valid link, until the hour has passed.
+    for n in 3..100 {
+        assert_eq!(refused_status(&ws(&format!("guess-{n}"))).await, 404);
+    }
+    assert_eq!(refused_status(&ws(&a_token)).await, 429);
+    app.stop().await;
+}
+
+/// Opens a WebSocket to `url` from the local address `from` (127.0.0.x).
+async fn connect_from(
+    from: [u8; 4],
+    url: &str,
+) -> Result<WebSocketStream<MaybeTlsStream<TcpStream>>, tokio_tungstenite::tungstenite::Error> {
+    let authority = url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .expect("host:port");
+    let server: std::net::SocketAddr = authority.parse().expect("an IP address");
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind((std::net::Ipv4Addr::from(from), 0).into())
+        .expect("bind a loopback address");
+    let stream = socket.connect(server).await.expect("connect");
+    tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+        .await
+        .map(|(ws, _)| ws)
+}
+
+/// The status of a refused handshake.
+fn refusal(result: Result<impl Sized, tokio_tungstenite::tungstenite::Error>) -> u16 {
+    match result {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(e) => panic!("not an HTTP refusal: {e}"),
+        Ok(_) => panic!("the handshake was accepted"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_idle_sockets_do_not_starve_a_live_interview() {
+    let mut app = spawn_live(None, |s| s.max_sockets_per_client = 2_000).await;
+    let live_demo = app.demo("law").await;
+    let idle_demo = app.demo("law").await;
+    let idle_url = idle_demo["ws_url"].as_str().expect("url").to_string();
+    let mut client = WsClient::connect(live_demo["ws_url"].as_str().expect("url")).await;
+    client.hello_pcm(Some(Value::Null)).await;
+    let mut question = client.expect("question", Duration::from_secs(10)).await;
+
+    // 1,000 sockets open and say nothing.
+    let mut idle = Vec::new();
+    for _ in 0..10 {
+        let batch = futures_util::future::join_all(
+            (0..100).map(|_| tokio_tungstenite::connect_async(idle_url.as_str())),
+        )
+        .await;
+        for opened in batch {
+            idle.push(opened.expect("an idle socket opens").0);
+        }
+    }
+    assert!(
+        app.live.socket_count() >= 1_001,
+        "{}",
+        app.live.socket_count()
+    );
+
+    // The interview goes on: each typed answer brings the next question.
+    for n in 0..3 {
+        let text = if question["id"] == "intro" {
+            "Yes, I agree, let's begin.".to_string()
+        } else {
+            format!("Answer {n}: I would check the facts, weigh the risks and document it.")
+        };
+        client.json(json!({"type": "text", "text": text})).await;
+        question = client.expect("question", Duration::from_secs(20)).await;
+    }
+    // The handshake timeout closes every idle socket, each told why.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while app.live.socket_count() > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "{} sockets still open",
+            app.live.socket_count()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut told = 0;
+    for mut socket in idle.drain(..).take(20) {
+        while let Ok(Some(Ok(message))) =
+            tokio::time::timeout(Duration::from_secs(5), socket.next()).await
+        {
+            if let Message::Text(text) = message
+                && text.contains("hello_timeout")
+            {
+                told += 1;
+            }
+        }
+    }
+    assert_eq!(told, 20, "idle sockets are told hello_timeout");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_limits_refuse_per_address_and_in_all_and_floods_are_closed() {
+    let mut app = spawn_live(None, |s| {
+        s.max_sockets = 5;
+        s.max_sockets_per_client = 3;
+    })
+    .await;
+    let demo = app.demo("law").await;
+    let url = demo["ws_url"].as_str().expect("url").to_string();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(
+            connect_from([127, 0, 0, 1], &url)
+                .await
+                .expect("within the limit"),
+        );
+    }
+    assert_eq!(refusal(connect_from([127, 0, 0, 1], &url).await), 429);
+    // Another address still gets in, up to the server's total.
+    for _ in 0..2 {
+        held.push(
+            connect_from([127, 0, 0, 2], &url)
+                .await
+                .expect("another address"),
+        );
+    }
+    assert_eq!(refusal(connect_from([127, 0, 0, 3], &url).await), 503);
+    // Closing one frees a place.
+    let mut first = held.remove(0);
+    first.close(None).await.expect("close");
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.live.socket_count() > 4 {
+        assert!(
+            Instant::now() < deadline,
+            "the closed socket is still counted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    held.push(
+        connect_from([127, 0, 0, 1], &url)
+            .await
+            .expect("a freed place"),
+    );
+    drop(held);
+
+    // A flood of messages gets an error and a close.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.live.socket_count() > 0 {
+        assert!(Instant::now() < deadline, "sockets did not close");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut flooder = WsClient::connect(&url).await;
+    flooder.hello_pcm(Some(Value::Null)).await;
+    flooder.expect("question", Duration::from_secs(10)).await;
+    for n in 0..500 {
+        flooder.json(json!({"type": "ping", "nonce": n})).await;
+    }
+    let e = flooder.expect("error", Duration::from_secs(10)).await;
+    assert_eq!(e["code"], "message_flood", "{e}");
+    assert_eq!(e["fatal"], true);
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whole_interview_over_webrtc_hears_opus_audio_and_speaks_back() {
     let mut app = spawn_live(None, |_| {}).await;

@@ -32,6 +32,11 @@ pub struct LiveSettings {
     pub asr_threads: Option<usize>,
     /// Live sessions accepted at once; more get a clear `server_busy` error.
     pub max_sessions: usize,
+    /// Interview sockets open at once, before or after `hello`; more are refused with 503
+    /// before the upgrade (idle sockets cost little, but not nothing).
+    pub max_sockets: usize,
+    /// Interview sockets open at once from one client address; more get 429.
+    pub max_sockets_per_client: usize,
     /// How long a dropped session waits for its applicant to reconnect, seconds.
     pub resume_window_secs: u64,
     /// Where recordings are written, one folder per interview.
@@ -76,6 +81,8 @@ impl Default for LiveSettings {
             asr_workers: None,
             asr_threads: None,
             max_sessions: 16,
+            max_sockets: 2048,
+            max_sockets_per_client: 32,
             resume_window_secs: 120,
             recordings_dir: home.join("recordings"),
             max_frame_bytes: 256 * 1024,
@@ -109,6 +116,8 @@ impl LiveSettings {
             "ASR_WORKERS" => self.asr_workers = Some(num(value)? as usize),
             "ASR_THREADS" => self.asr_threads = Some(num(value)? as usize),
             "MAX_SESSIONS" => self.max_sessions = num(value)? as usize,
+            "MAX_SOCKETS" => self.max_sockets = num(value)? as usize,
+            "MAX_SOCKETS_PER_CLIENT" => self.max_sockets_per_client = num(value)? as usize,
             "RESUME_WINDOW_SECS" => self.resume_window_secs = num(value)?,
             "RECORDINGS_DIR" => self.recordings_dir = PathBuf::from(value),
             "MAX_FRAME_BYTES" => self.max_frame_bytes = num(value)? as usize,
@@ -142,6 +151,9 @@ impl LiveSettings {
     pub fn check(&self) -> Result<()> {
         if self.max_sessions == 0 {
             bail!("live.max_sessions must be at least 1");
+        }
+        if self.max_sockets == 0 || self.max_sockets_per_client == 0 {
+            bail!("live.max_sockets and live.max_sockets_per_client must be at least 1");
         }
         if self.max_frame_bytes < 4096 {
             bail!("live.max_frame_bytes must be at least 4096");

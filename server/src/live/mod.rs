@@ -57,6 +57,8 @@ pub struct LiveShared {
     pub demo: bool,
     /// Interview id → the session's inbound queue.
     sessions: Mutex<HashMap<String, mpsc::Sender<Inbound>>>,
+    /// Open interview sockets, per client address.
+    sockets: Mutex<HashMap<String, usize>>,
     next_conn: AtomicU64,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
@@ -86,7 +88,69 @@ pub enum AttachError {
     Internal(anyhow::Error),
 }
 
+/// An admitted interview socket; it leaves the count when dropped.
+#[derive(Debug)]
+pub struct SocketPermit {
+    live: Arc<LiveShared>,
+    client: String,
+}
+
+impl Drop for SocketPermit {
+    fn drop(&mut self) {
+        let mut sockets = self.live.lock_sockets();
+        if let Some(n) = sockets.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                sockets.remove(&self.client);
+            }
+        }
+    }
+}
+
 impl LiveShared {
+    /// Admits one more interview socket from `client`, within `max_sockets` in all and
+    /// `max_sockets_per_client` from one address.
+    pub fn admit_socket(self: &Arc<Self>, client: &str) -> Result<SocketPermit, ApiError> {
+        let mut sockets = self.lock_sockets();
+        let total: usize = sockets.values().sum();
+        if total >= self.settings.max_sockets {
+            return Err(ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "server_busy",
+                "this server holds as many interview connections as it can; try again shortly",
+            )
+            .with_retry_after(10));
+        }
+        let mine = sockets.entry(client.to_string()).or_insert(0);
+        if *mine >= self.settings.max_sockets_per_client {
+            return Err(ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "too_many_connections",
+                format!(
+                    "at most {} interview connections from one address",
+                    self.settings.max_sockets_per_client
+                ),
+            )
+            .with_retry_after(10));
+        }
+        *mine += 1;
+        Ok(SocketPermit {
+            live: Arc::clone(self),
+            client: client.to_string(),
+        })
+    }
+
+    /// Interview sockets open now.
+    pub fn socket_count(&self) -> usize {
+        self.lock_sockets().values().sum()
+    }
+
+    fn lock_sockets(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        self.sockets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Removes a finished session from the registry.
     pub fn forget(&self, interview_id: &str) {
         self.lock().remove(interview_id);
@@ -242,6 +306,7 @@ pub async fn build(
             webrtc,
             demo,
             sessions: Mutex::new(HashMap::new()),
+            sockets: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(0),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -300,6 +365,7 @@ fn router(live: Arc<LiveShared>) -> Router {
 async fn metrics(State(live): State<Arc<LiveShared>>) -> impl IntoResponse {
     live.metrics
         .set_asr_queue_depth(live.transcriber.queue_depth() as i64);
+    live.metrics.set_open_sockets(live.socket_count() as i64);
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -2,12 +2,14 @@
 //! in, JSON events and question audio out, with keep-alive pings and an idle timeout. The
 //! socket side is generic over `Sink`/`Stream` so tests can drive it with channels.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::ws::{Message, WebSocketUpgrade};
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
@@ -19,22 +21,70 @@ use super::protocol::{
 };
 use super::session::{Inbound, OUTBOUND_CAPACITY, Outbound};
 use super::{AttachError, LiveShared};
-use crate::platform::error::ApiError;
-use crate::platform::store::{Interview as StoredInterview, InterviewStatus};
+use crate::platform::attempts::{self, client_ip, link_subject};
+use crate::platform::error::{ApiError, StoreError};
+use crate::platform::store::{AttemptScope, Interview as StoredInterview, InterviewStatus};
 
 /// How long a client has to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Keep-alive ping period.
 const PING_EVERY: Duration = Duration::from_secs(15);
+/// Text messages a client may send in one second; more is a flood and closes the socket.
+/// (Audio frames are paced by their own checks; a person typing sends a few a second.)
+pub const MAX_TEXT_PER_SECOND: u32 = 100;
+
+/// Counts text messages per one-second window.
+#[derive(Debug)]
+struct FloodGuard {
+    window_start: tokio::time::Instant,
+    count: u32,
+}
+
+impl FloodGuard {
+    fn new() -> Self {
+        FloodGuard {
+            window_start: tokio::time::Instant::now(),
+            count: 0,
+        }
+    }
+
+    /// Counts one message; false once the window holds more than the limit.
+    fn allow(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        if now.duration_since(self.window_start) >= Duration::from_secs(1) {
+            self.window_start = now;
+            self.count = 0;
+        }
+        self.count += 1;
+        self.count <= MAX_TEXT_PER_SECOND
+    }
+}
+
+/// The error a flooding client gets before its socket closes.
+fn flood_error() -> ServerMessage {
+    ServerMessage::error(
+        "message_flood",
+        format!("more than {MAX_TEXT_PER_SECOND} messages in a second; the connection is closed"),
+        true,
+    )
+}
 
 /// `GET /v1/interview-links/{token}/live`: checks the link, then upgrades to the interview
 /// WebSocket.
 pub async fn live_socket(
     State(live): State<Arc<LiveShared>>,
     Path(token): Path<String>,
+    headers: HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    match check_link(&live, &token).await {
+    let ip = client_ip(
+        &headers,
+        peer.map(|Extension(ConnectInfo(addr))| addr),
+        live.platform.config.trust_forwarded_for,
+    );
+    let client = link_subject(ip.as_deref());
+    match check_link(&live, &token, &client).await {
         Err(e) => e.into_response(),
         Ok(interview) => match upgrade {
             Err(rejection) => ApiError::new(
@@ -44,6 +94,10 @@ pub async fn live_socket(
             )
             .into_response(),
             Ok(upgrade) => {
+                let permit = match live.admit_socket(&client) {
+                    Ok(permit) => permit,
+                    Err(e) => return e.into_response(),
+                };
                 // Oversized frames get an error event, not a dropped connection: accept up to
                 // four times the limit at the protocol level and check the size ourselves.
                 let limit = live.settings.max_frame_bytes;
@@ -52,28 +106,46 @@ pub async fn live_socket(
                     .max_frame_size(limit * 4)
                     .on_upgrade(move |socket| async move {
                         serve_socket(live, interview, token, socket).await;
+                        drop(permit);
                     })
             }
         },
     }
 }
 
-async fn check_link(live: &LiveShared, token: &str) -> Result<StoredInterview, ApiError> {
+/// The interview behind a live link; unknown and expired links count against the client's
+/// hourly allowance of invalid links.
+async fn check_link(
+    live: &LiveShared,
+    token: &str,
+    subject: &str,
+) -> Result<StoredInterview, ApiError> {
     if live.shutdown.is_cancelled() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "shutting_down",
             "the server is restarting; try again in a moment",
-        ));
-    }
-    if token.len() > 256 {
-        return Err(ApiError::not_found("interview link"));
+        )
+        .with_retry_after(5));
     }
     let platform = &live.platform;
-    let interview = platform
+    attempts::check(platform, AttemptScope::Link, subject).await?;
+    if token.len() > 256 {
+        attempts::failed(platform, AttemptScope::Link, subject).await;
+        return Err(ApiError::not_found("interview link"));
+    }
+    let interview = match platform
         .store
         .get_interview_by_token(token, platform.now())
-        .await?;
+        .await
+    {
+        Ok(interview) => interview,
+        Err(StoreError::Internal(e)) => return Err(ApiError::internal(e)),
+        Err(e) => {
+            attempts::failed(platform, AttemptScope::Link, subject).await;
+            return Err(e.into());
+        }
+    };
     if interview.status == InterviewStatus::Completed {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -149,6 +221,7 @@ pub async fn serve_socket<S, E>(
 
     // Handshake: wait for a valid hello; other frames get an error event and are ignored.
     let deadline = tokio::time::Instant::now() + HELLO_TIMEOUT;
+    let mut flood = FloodGuard::new();
     let (audio, speech): (AudioFormat, Option<Option<SpeechFormat>>) = loop {
         let frame = match tokio::time::timeout_at(deadline, stream.next()).await {
             Err(_) => {
@@ -170,6 +243,14 @@ pub async fn serve_socket<S, E>(
             }
             Ok(Some(Ok(frame))) => frame,
         };
+        if matches!(frame, Message::Text(_) | Message::Binary(_)) && !flood.allow() {
+            live.metrics.inc_protocol_errors("message_flood");
+            say(flood_error()).await;
+            let _ = out_tx.send(Outbound::Close).await;
+            drop(out_tx);
+            let _ = writer.await;
+            return;
+        }
         match frame {
             Message::Text(text) => match parse_client_message(&text) {
                 Ok(ClientMessage::Hello {
@@ -308,6 +389,12 @@ pub async fn serve_socket<S, E>(
                 inbound.send(Inbound::Audio { conn, bytes }).await
             }
             Message::Text(text) => {
+                if !flood.allow() {
+                    live.metrics.inc_protocol_errors("message_flood");
+                    say(flood_error()).await;
+                    let _ = out_tx.send(Outbound::Close).await;
+                    break;
+                }
                 if text.len() > max_frame {
                     live.metrics.inc_protocol_errors("frame_too_large");
                     say(ServerMessage::error(
