@@ -12,4 +12,6 @@ mod platform;
 mod platform_api;
 mod platform_journey;
 mod platform_storage;
+mod reliability;
+mod security;
 mod transcribe;
