@@ -5,7 +5,7 @@ export NEXTMARK_HOME ?= $(HOME)/.cache/nextmark
 CARGO ?= cargo
 NEXTMARK = $(CARGO_TARGET_DIR)/debug/nextmark
 
-.PHONY: run test setup model build gates unit fixtures bench
+.PHONY: run test setup model build gates unit fixtures bench fuzz
 
 setup:
 	@scripts/setup.sh
@@ -40,3 +40,9 @@ bench: model
 	$(CARGO_TARGET_DIR)/release/nextmark-bench engine
 	$(CARGO_TARGET_DIR)/release/nextmark-bench asr --realtime
 	$(CARGO_TARGET_DIR)/release/nextmark-bench live --sessions 1,2,4,8 --turns 4 --peer
+
+# Coverage-guided fuzzing (cargo-fuzz, libFuzzer) of every parser that takes outside input:
+# rubrics, socket messages, audio files and streams, WebRTC signalling, model files.
+# FUZZ_SECONDS per target (default 600), FUZZ_JOBS at a time (default 2).
+fuzz: setup
+	@scripts/fuzz.sh

@@ -997,9 +997,17 @@ pub fn temp_sibling(path: &Path) -> PathBuf {
 pub fn verify_ggml(path: &Path) -> Result<GgmlSummary, ModelError> {
     let file = File::open(path).map_err(|e| ModelError::io(path, e))?;
     let bytes = file.metadata().map_err(|e| ModelError::io(path, e))?.len();
-    let mut reader = BufReader::new(file);
+    verify_ggml_reader(&mut BufReader::new(file), bytes, path)
+}
+
+/// [`verify_ggml`] over any reader holding `bytes` bytes; `path` names it in errors.
+pub fn verify_ggml_reader<R: Read>(
+    reader: &mut R,
+    bytes: u64,
+    path: &Path,
+) -> Result<GgmlSummary, ModelError> {
     let mut c = Cursor {
-        inner: &mut reader,
+        inner: reader,
         path,
     };
     let magic = c.u32("magic")?;

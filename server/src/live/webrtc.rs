@@ -56,6 +56,27 @@ use webrtc::rtp_transceiver::RtpSender;
 
 /// Sample rate of all audio crossing this module (Opus' RTP clock and decoder rate).
 pub const WEBRTC_RATE: u32 = 48_000;
+
+/// Parses a browser's SDP offer as the call will (without a call): the signalling check the
+/// fuzzer drives.
+pub fn parse_offer(sdp: &str) -> anyhow::Result<RTCSessionDescription> {
+    RTCSessionDescription::offer(sdp.to_owned()).context("parsing the browser's SDP offer")
+}
+
+/// Parses a remote candidate (`RTCIceCandidateInit` JSON) and its candidate line, so a bad
+/// one is refused with a clear error before it reaches the ICE agent. An empty line (the
+/// end-of-candidates marker) is valid.
+pub fn parse_candidate(candidate: serde_json::Value) -> anyhow::Result<RTCIceCandidateInit> {
+    let init: RTCIceCandidateInit = serde_json::from_value(candidate)
+        .context("parsing a remote ICE candidate (RTCIceCandidateInit JSON)")?;
+    let line = init.candidate.trim();
+    let line = line.strip_prefix("candidate:").unwrap_or(line);
+    if !line.is_empty() {
+        rtc::ice::candidate::unmarshal_candidate(line)
+            .with_context(|| format!("parsing ICE candidate {line:?}"))?;
+    }
+    Ok(init)
+}
 /// Samples in one 20 ms frame at [`WEBRTC_RATE`].
 pub const FRAME_SAMPLES: usize = 960;
 /// Duration of one outbound frame.
@@ -1006,8 +1027,7 @@ impl CallCore {
     }
 
     async fn add_remote_candidate(&self, candidate: serde_json::Value) -> anyhow::Result<()> {
-        let init: RTCIceCandidateInit = serde_json::from_value(candidate)
-            .context("parsing a remote ICE candidate (RTCIceCandidateInit JSON)")?;
+        let init = parse_candidate(candidate)?;
         if init.candidate.trim().is_empty() {
             return Ok(()); // the end-of-candidates marker
         }
@@ -1072,8 +1092,7 @@ impl WebRtcPeer {
         audio_tx: mpsc::Sender<Vec<f32>>,
         events_tx: mpsc::Sender<PeerEvent>,
     ) -> anyhow::Result<(Self, String)> {
-        let offer = RTCSessionDescription::offer(offer_sdp.to_owned())
-            .context("parsing the browser's SDP offer")?;
+        let offer = parse_offer(offer_sdp)?;
         let core = CallCore::new("server", config, audio_tx, events_tx).await?;
         let negotiated = async {
             core.pc
