@@ -42,3 +42,12 @@ if ! have cargo; then
   echo "setup: cargo (the Rust toolchain) is not installed; see https://rustup.rs" >&2
   exit 1
 fi
+
+# schemathesis for the API robustness test (tests/e2e/schemathesis.rs), in its own venv.
+st_venv="${NEXTMARK_HOME:-$HOME/.cache/nextmark}/schemathesis-venv"
+st_version=4.32.5
+if [ "$("$st_venv/bin/schemathesis" --version 2>/dev/null)" != "schemathesis, version $st_version" ]; then
+  echo "setup: installing schemathesis $st_version into $st_venv" >&2
+  python3 -m venv "$st_venv"
+  "$st_venv/bin/pip" install -q "schemathesis==$st_version"
+fi

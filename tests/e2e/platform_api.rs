@@ -73,6 +73,11 @@ const ROUTES: &[(&str, &str, Access)] = &[
         "/v1/review/attempts/{attempt_id}/decision",
         Reviewer,
     ),
+    (
+        "POST",
+        "/v1/review/attempts/{attempt_id}/revoke-link",
+        Reviewer,
+    ),
     ("GET", "/v1/review/recordings/{recording_id}", Reviewer),
     ("GET", "/v1/admin/staff", Admin),
     ("POST", "/v1/admin/staff", Admin),

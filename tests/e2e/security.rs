@@ -203,7 +203,63 @@ async fn every_response_carries_security_headers_and_no_cross_origin_grant(app: 
     assert!(!cross.headers.contains_key("access-control-allow-origin"));
 }
 
+async fn a_reviewer_revokes_an_interview_link(app: TestApp) {
+    let (_, applicant) = app
+        .applicant("Revoked Link", "revoked.link@nextmark.test", &["law"])
+        .await;
+    let attempt = app
+        .post(
+            "/v1/me/attempts",
+            Some(&applicant),
+            json!({"discipline": "law"}),
+        )
+        .await;
+    assert_eq!(attempt.status, 201, "{}", attempt.text);
+    let attempt_id = attempt.str("id");
+    let link = attempt.body["interview"]["link_token"]
+        .as_str()
+        .expect("link token")
+        .to_string();
+    let path = format!("/v1/review/attempts/{attempt_id}/revoke-link");
+    // Applicants cannot revoke, not even their own link.
+    let refused = app.post(&path, Some(&applicant), json!({})).await;
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    assert_eq!(
+        app.get(&format!("/v1/interview-links/{link}"), None)
+            .await
+            .status,
+        200
+    );
+    let revoked = app.post(&path, Some(&app.reviewer), json!({})).await;
+    assert_eq!(revoked.status, 204, "{}", revoked.text);
+    let gone = app.get(&format!("/v1/interview-links/{link}"), None).await;
+    assert_eq!(gone.status, 410, "{}", gone.text);
+    assert_eq!(gone.code(), "link_revoked");
+    // Idempotent, and audited once.
+    assert_eq!(
+        app.post(&path, Some(&app.reviewer), json!({})).await.status,
+        204
+    );
+    let audit = app.get("/v1/admin/audit", Some(&app.admin)).await;
+    let entries = audit.body["items"].as_array().expect("audit items");
+    let revocations = entries
+        .iter()
+        .filter(|e| e["action"] == "interview.link_revoked")
+        .count();
+    assert_eq!(revocations, 1, "{}", audit.text);
+    // An unknown attempt is a 404, not a silent success.
+    let unknown = app
+        .post(
+            "/v1/review/attempts/att_unknown/revoke-link",
+            Some(&app.reviewer),
+            json!({}),
+        )
+        .await;
+    assert_eq!(unknown.status, 404, "{}", unknown.text);
+}
+
 platform_test!(
+    a_reviewer_revokes_an_interview_link,
     a_staff_account_locks_after_100_wrong_passwords_in_an_hour,
     a_client_is_refused_after_100_invalid_links_in_an_hour,
     every_response_carries_security_headers_and_no_cross_origin_grant,

@@ -100,6 +100,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(review::report_html))
         .routes(routes!(review::add_override))
         .routes(routes!(review::decide))
+        .routes(routes!(review::revoke_link))
         .routes(routes!(review::recording))
         .routes(routes!(admin::list_staff, admin::create_staff))
         .routes(routes!(admin::list_applicants))

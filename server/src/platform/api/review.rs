@@ -588,6 +588,26 @@ pub async fn decide(
     Ok(Json(report_for(&state, &attempt).await?))
 }
 
+/// Revokes the interview link of an attempt (audited): the link opens nothing from now on
+/// (`410 link_revoked` for the page, the socket and resumes); a connection already in an
+/// interview is not cut.
+#[utoipa::path(post, path = "/v1/review/attempts/{attempt_id}/revoke-link", tag = "review", security(("bearer" = [])),
+    params(("attempt_id" = String, Path, description = "Attempt id")),
+    responses((status = 204, description = "Revoked (or already revoked)"), (status = 404, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn revoke_link(
+    State(state): State<AppState>,
+    ReviewerCaller(reviewer): ReviewerCaller,
+    Path(attempt_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.store.attempt(&attempt_id).await?;
+    state
+        .store
+        .revoke_interview_link(&attempt_id, &reviewer, state.now())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// A recording's audio.
 #[utoipa::path(get, path = "/v1/review/recordings/{recording_id}", tag = "review", security(("bearer" = [])),
     params(("recording_id" = String, Path, description = "Recording id")),

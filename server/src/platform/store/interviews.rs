@@ -209,7 +209,8 @@ impl Store {
         now: i64,
     ) -> Result<Interview, StoreError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {INTERVIEW_COLUMNS} FROM interviews WHERE link_token_hash = $1"
+            "SELECT {INTERVIEW_COLUMNS}, link_revoked_at FROM interviews \
+             WHERE link_token_hash = $1"
         )))
         .bind(sha256_hex(token.as_bytes()))
         .fetch_optional(&self.pool)
@@ -217,6 +218,15 @@ impl Store {
         .ctx("loading interview by link")?
         .ok_or(StoreError::NotFound("interview link"))?;
         let interview = interview_from_row(&row)?;
+        if let Some(at) = opt_i64(&row, "link_revoked_at").ctx("reading link revocation")? {
+            return Err(StoreError::expired(
+                "link_revoked",
+                format!(
+                    "this interview link was revoked at {}",
+                    crate::platform::clock::rfc3339(at)
+                ),
+            ));
+        }
         if interview.status != InterviewStatus::Completed && now >= interview.writable_until() {
             return Err(StoreError::expired(
                 "link_expired",
@@ -422,6 +432,40 @@ impl Store {
         .ctx("loading attempt interview")?
         .ok_or(StoreError::NotFound("interview"))?;
         interview_from_row(&row)
+    }
+
+    /// Revokes the interview link of a screening attempt (audited): from `now` on it opens
+    /// nothing, neither the page nor the socket nor a resume. Revoking twice is a no-op.
+    pub async fn revoke_interview_link(
+        &self,
+        attempt_id: &str,
+        actor: &crate::platform::store::Principal,
+        now: i64,
+    ) -> Result<Interview, StoreError> {
+        let interview = self.interview_for_attempt(attempt_id).await?;
+        let mut tx = self.pool.begin().await.ctx("starting link revocation")?;
+        let updated = sqlx::query(
+            "UPDATE interviews SET link_revoked_at = $2 WHERE id = $1 AND link_revoked_at IS NULL",
+        )
+        .bind(&interview.id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .ctx("revoking interview link")?;
+        if updated.rows_affected() > 0 {
+            super::privacy::insert_audit(
+                &mut tx,
+                actor,
+                "interview.link_revoked",
+                "interview",
+                &interview.id,
+                &serde_json::json!({ "attempt_id": attempt_id }),
+                now,
+            )
+            .await?;
+        }
+        tx.commit().await.ctx("committing link revocation")?;
+        Ok(interview)
     }
 
     /// Registers a recording file written for an interview.

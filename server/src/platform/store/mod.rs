@@ -41,8 +41,8 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (
         2,
-        "failed attempts",
-        include_str!("../../../migrations/0002_failed_attempts.sql"),
+        "access control",
+        include_str!("../../../migrations/0002_access_control.sql"),
     ),
 ];
 
