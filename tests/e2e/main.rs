@@ -13,5 +13,6 @@ mod platform_api;
 mod platform_journey;
 mod platform_storage;
 mod reliability;
+mod schemathesis;
 mod security;
 mod transcribe;
