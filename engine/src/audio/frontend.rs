@@ -18,6 +18,7 @@ pub struct FrontEndOutput<'a> {
 pub struct AudioFrontEnd {
     input_rate: u32,
     channels: usize,
+    dc_blocker: DcBlocker,
     resampler: StreamResampler,
     vad: Vad,
     mono: Vec<f32>,
@@ -38,6 +39,7 @@ impl AudioFrontEnd {
         Ok(AudioFrontEnd {
             input_rate,
             channels,
+            dc_blocker: DcBlocker::new(input_rate),
             resampler: StreamResampler::new(input_rate)?,
             vad: Vad::new(vad),
             mono: Vec::new(),
@@ -126,6 +128,7 @@ impl AudioFrontEnd {
         self.out.clear();
         self.events.clear();
         let started = std::time::Instant::now();
+        self.dc_blocker.apply(&mut self.mono);
         self.resampler.push(&self.mono, &mut self.out)?;
         let resampled = std::time::Instant::now();
         self.vad.push(&self.out, &mut self.events);
@@ -151,9 +154,43 @@ impl AudioFrontEnd {
 
     /// Forgets all state.
     pub fn reset(&mut self) {
+        self.dc_blocker = DcBlocker::new(self.input_rate);
         self.resampler.reset();
         self.vad.reset();
         self.frames_in = 0;
+    }
+}
+
+/// Cut-off of the DC blocker, Hz: far below the voice (≥ 80 Hz), so speech passes unchanged.
+const DC_CUTOFF_HZ: f64 = 10.0;
+
+/// A one-pole high-pass filter, `y[n] = x[n] − x[n−1] + r·y[n−1]`: removes a microphone's DC
+/// offset, which would otherwise raise every frame's level (hiding pauses from the VAD) and
+/// reach the transcriber. Sample by sample, so chunking does not change its output.
+#[derive(Debug, Clone, Copy)]
+struct DcBlocker {
+    r: f32,
+    last_in: f32,
+    last_out: f32,
+}
+
+impl DcBlocker {
+    fn new(rate: u32) -> Self {
+        let r = 1.0 - 2.0 * std::f64::consts::PI * DC_CUTOFF_HZ / f64::from(rate);
+        DcBlocker {
+            r: r as f32,
+            last_in: 0.0,
+            last_out: 0.0,
+        }
+    }
+
+    fn apply(&mut self, samples: &mut [f32]) {
+        for s in samples {
+            let out = *s - self.last_in + self.r * self.last_out;
+            self.last_in = *s;
+            self.last_out = out;
+            *s = out;
+        }
     }
 }
 
@@ -172,6 +209,50 @@ mod tests {
             matches!(err, AudioError::NonFinite { at_s } if (at_s - 1.005).abs() < 1e-9),
             "{err}"
         );
+    }
+
+    /// Bursts of a 300 Hz tone with `offset` added throughout; the VAD's events and the mean
+    /// of the output's last second.
+    fn bursts_with_offset(offset: f32) -> (Vec<VadEvent>, f32) {
+        let mut fe = AudioFrontEnd::new(16_000, 1, VadConfig::default()).unwrap();
+        let mut events = Vec::new();
+        let mut out = Vec::new();
+        for second in 0..7 {
+            let tone = second % 2 == 1;
+            let samples: Vec<f32> = (0..16_000)
+                .map(|i| {
+                    let t = i as f32 / 16_000.0;
+                    let voice = if tone {
+                        0.1 * (2.0 * std::f32::consts::PI * 300.0 * t).sin()
+                    } else {
+                        0.0005 * ((i * 7919 % 101) as f32 / 50.0 - 1.0)
+                    };
+                    (voice + offset).clamp(-1.0, 1.0)
+                })
+                .collect();
+            let pushed = fe.push_f32(&samples).unwrap();
+            events.extend_from_slice(pushed.events);
+            out.extend_from_slice(pushed.audio);
+        }
+        let tail = &out[out.len() - 16_000..];
+        (events, tail.iter().sum::<f32>() / tail.len() as f32)
+    }
+
+    #[test]
+    fn a_dc_offset_changes_neither_the_speech_found_nor_the_audio_passed_on() {
+        let (clean, _) = bursts_with_offset(0.0);
+        let (offset, tail_mean) = bursts_with_offset(0.4);
+        assert_eq!(clean.len(), 6, "{clean:?}");
+        assert_eq!(clean.len(), offset.len(), "{clean:?} vs {offset:?}");
+        for (a, b) in clean.iter().zip(&offset) {
+            let ((VadEvent::SpeechStart { at_s: x }, VadEvent::SpeechStart { at_s: y })
+            | (VadEvent::SpeechEnd { at_s: x }, VadEvent::SpeechEnd { at_s: y })) = (a, b)
+            else {
+                panic!("{a:?} vs {b:?}");
+            };
+            assert!((x - y).abs() <= 0.05, "{a:?} vs {b:?}");
+        }
+        assert!(tail_mean.abs() < 0.005, "DC left: {tail_mean}");
     }
 
     #[test]
