@@ -76,7 +76,7 @@ pub struct LiveOptions {
 }
 
 /// How each figure is defined (copied into `summary.json`).
-const DEFINITIONS: [(&str, &str); 10] = [
+const DEFINITIONS: [(&str, &str); 11] = [
     (
         "voice_turn_latency_s",
         "arrival of the next question event − wall time the microphone frame holding the answer \
@@ -112,6 +112,12 @@ const DEFINITIONS: [(&str, &str); 10] = [
         "(peak RSS during the level − baseline RSS) / sessions; the baseline is the RSS after \
          the warm-up session (after start-up with --no-warmup), the server idle; \
          rss_per_session_from_startup_mib uses the RSS after start-up, before any session",
+    ),
+    (
+        "rss_growth_pct",
+        "(largest RSS sampled in the second half of the level's window − largest in the first \
+         half) / largest in the first half; with answers_without_text (answered turns whose \
+         finals were empty) the soak figures",
     ),
     (
         "cpu_pct",
@@ -219,6 +225,17 @@ pub struct LevelSummary {
     pub rss_per_session_mib: Option<f64>,
     /// `(rss_peak − rss_startup) / sessions`, MiB.
     pub rss_per_session_from_startup_mib: Option<f64>,
+    /// Largest RSS in the first half of the level's window, MiB.
+    pub rss_first_half_peak_mib: Option<f64>,
+    /// Largest RSS in the second half, MiB.
+    pub rss_second_half_peak_mib: Option<f64>,
+    /// Memory growth over the level: second-half peak over first-half peak, percent (a leak
+    /// shows here in a long level, e.g. a soak).
+    pub rss_growth_pct: Option<f64>,
+    /// Final transcript events the clients received.
+    pub finals_received: usize,
+    /// Answered turns (no cut-in) whose final text was empty: an answer lost on the way.
+    pub answers_without_text: usize,
     /// CPU over the level's window, percent of one core.
     pub cpu_mean_pct: Option<f64>,
     /// Largest 0.5 s CPU sample during the level, percent of one core.
@@ -248,6 +265,10 @@ struct Resources {
     mean_pct: Option<f64>,
     /// Largest per-sample CPU, percent.
     peak_pct: Option<f64>,
+    /// Largest RSS in the first half of the window, MiB.
+    first_half_peak_mib: Option<f64>,
+    /// Largest RSS in the second half of the window, MiB.
+    second_half_peak_mib: Option<f64>,
 }
 
 impl Resources {
@@ -263,7 +284,17 @@ impl Resources {
             }
             _ => None,
         };
+        let middle = (from_s + to_s) / 2.0;
+        let peak_where = |keep: &dyn Fn(f64) -> bool| {
+            inside
+                .iter()
+                .filter(|s| keep(s.at_s))
+                .map(|s| s.rss_mib)
+                .reduce(f64::max)
+        };
         Resources {
+            first_half_peak_mib: peak_where(&|t| t < middle),
+            second_half_peak_mib: peak_where(&|t| t >= middle),
             start_mib: first.map(|s| s.rss_mib),
             peak_mib: inside.iter().map(|s| s.rss_mib).reduce(f64::max),
             mean_pct,
@@ -368,6 +399,22 @@ fn summarize_level(outcomes: &[SessionOutcome], cx: &LevelContext<'_>) -> LevelS
         rss_peak_mib: resources.peak_mib,
         rss_per_session_mib: per_session(resources.peak_mib, cx.rss_baseline_mib),
         rss_per_session_from_startup_mib: per_session(resources.peak_mib, cx.rss_startup_mib),
+        rss_first_half_peak_mib: resources.first_half_peak_mib,
+        rss_second_half_peak_mib: resources.second_half_peak_mib,
+        rss_growth_pct: resources
+            .first_half_peak_mib
+            .zip(resources.second_half_peak_mib)
+            .filter(|(a, _)| *a > 0.0)
+            .map(|(a, b)| 100.0 * (b - a) / a),
+        finals_received: outcomes
+            .iter()
+            .flat_map(|o| &o.captions)
+            .filter(|c| c.kind == "final")
+            .count(),
+        answers_without_text: closed
+            .iter()
+            .filter(|t| t.ended_by == "question" && !t.cut_in && t.text.trim().is_empty())
+            .count(),
         cpu_mean_pct: resources.mean_pct,
         cpu_peak_pct: resources.peak_pct,
         metrics: cx.metrics.clone(),
@@ -1175,7 +1222,9 @@ pub fn markdown(s: &LiveSummary, turns: &[serde_json::Value]) -> String {
     for l in &s.levels {
         md.push_str(&format!(
             "\n## {} session(s)\n\n{} turn(s) in {:.0} s; {} failed, {} completed early; \
-             server errors {:?}; stop_audio {}; end-of-answer final lag p50 / p95 {} s.\n\n",
+             server errors {:?}; stop_audio {}; end-of-answer final lag p50 / p95 {} s; RSS peak \
+             first / second half {} / {} MiB (growth {} %); {} finals received, {} answered \
+             turn(s) without text.\n\n",
             l.sessions,
             l.turns,
             l.wall_s,
@@ -1184,6 +1233,11 @@ pub fn markdown(s: &LiveSummary, turns: &[serde_json::Value]) -> String {
             l.server_errors,
             l.stop_audio,
             p50_p95(l.end_of_answer_final_lag_s),
+            fmt_opt(l.rss_first_half_peak_mib, 0),
+            fmt_opt(l.rss_second_half_peak_mib, 0),
+            fmt_opt(l.rss_growth_pct, 1),
+            l.finals_received,
+            l.answers_without_text,
         ));
         let num = |t: &serde_json::Value, k: &str| fmt_opt(t[k].as_f64(), 2);
         let rows: Vec<Vec<String>> = turns
@@ -1319,6 +1373,9 @@ mod tests {
         assert_eq!(r.peak_mib, Some(150.0));
         assert_eq!(r.mean_pct, Some(100.0));
         assert_eq!(r.peak_pct, Some(150.0));
+        // Halves split at 2.0 s: [1, 2) and [2, 3].
+        assert_eq!(r.first_half_peak_mib, Some(120.0));
+        assert_eq!(r.second_half_peak_mib, Some(150.0));
         assert_eq!(Resources::of(&samples, 20.0, 30.0), Resources::default());
     }
 
