@@ -32,7 +32,9 @@ async fn fuzz_operations(app: &TestApp, token: &str, filters: &[&str], seed: u64
         .arg("--header")
         .arg(format!("Authorization: Bearer {token}"))
         .arg("--report-dir")
-        .arg(report.path());
+        .arg(report.path())
+        // Its caches go to the working directory: keep them out of the checkout.
+        .current_dir(report.path());
     let output = tokio::task::spawn_blocking(move || command.output().expect("run schemathesis"))
         .await
         .expect("schemathesis task");
