@@ -233,18 +233,21 @@ struct Cursor<'a, R> {
 }
 
 impl<R: Read> Cursor<'_, R> {
+    /// The next `n` bytes. The buffer grows as data arrives, so a length field claiming
+    /// gigabytes in a short file costs nothing before the file runs out.
     fn bytes(&mut self, n: usize, what: &str) -> Result<Vec<u8>, ModelError> {
-        let mut buf = vec![0; n];
-        self.inner.read_exact(&mut buf).map_err(|e| {
-            if e.kind() == io::ErrorKind::UnexpectedEof {
-                ModelError::Truncated {
-                    path: self.path.to_path_buf(),
-                    what: what.to_string(),
-                }
-            } else {
-                ModelError::io(self.path, e)
-            }
-        })?;
+        let mut buf = Vec::with_capacity(n.min(1 << 20));
+        self.inner
+            .by_ref()
+            .take(n as u64)
+            .read_to_end(&mut buf)
+            .map_err(|e| ModelError::io(self.path, e))?;
+        if buf.len() < n {
+            return Err(ModelError::Truncated {
+                path: self.path.to_path_buf(),
+                what: what.to_string(),
+            });
+        }
         Ok(buf)
     }
 
@@ -374,9 +377,9 @@ pub fn read_ct2_variables<R: Read>(
             ModelError::invalid(path, format!("variable {name}: unknown dtype code {code}"))
         })?;
         let byte_count = c.u32(&format!("byte count of {name}"))?;
-        let elements: usize = dims.iter().product();
+        let elements = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
         if u64::from(byte_count) > MAX_TENSOR_BYTES
-            || elements.checked_mul(dtype.size()) != Some(byte_count as usize)
+            || elements.and_then(|n| n.checked_mul(dtype.size())) != Some(byte_count as usize)
         {
             return Err(ModelError::invalid(
                 path,
@@ -1105,15 +1108,15 @@ pub fn verify_ggml_reader<R: Read>(
         }
         let name = c.bytes(name_len as usize, "tensor name")?;
         let name = String::from_utf8_lossy(&name).into_owned();
-        let data = match ttype {
-            0 => elements * 4,
-            1 => elements * 2,
-            // Quantized official models: block sizes per ggml type (32 values a block).
-            2 => elements / 32 * 18,
-            3 => elements / 32 * 20,
-            6 => elements / 32 * 22,
-            7 => elements / 32 * 24,
-            8 => elements / 32 * 34,
+        // Bytes per block of values: (values, bytes); quantized types pack 32 values a block.
+        let (per, size) = match ttype {
+            0 => (1, 4),
+            1 => (1, 2),
+            2 => (32, 18),
+            3 => (32, 20),
+            6 => (32, 22),
+            7 => (32, 24),
+            8 => (32, 34),
             other => {
                 return Err(ModelError::invalid(
                     path,
@@ -1121,6 +1124,10 @@ pub fn verify_ggml_reader<R: Read>(
                 ));
             }
         };
+        let data = (elements / per)
+            .checked_mul(size)
+            .filter(|&n| n <= MAX_TENSOR_BYTES)
+            .ok_or_else(|| ModelError::invalid(path, format!("tensor {name}: implausible size")))?;
         skip(&mut c, data, &format!("data of tensor {name}"))?;
         tensors += 1;
     }

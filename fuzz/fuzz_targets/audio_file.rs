@@ -15,7 +15,15 @@ const EXTENSIONS: [Option<&str>; 7] = [
     Some("webm"),
 ];
 
+static DEFAULT_PANIC_HOOK: std::sync::Once = std::sync::Once::new();
+
 fuzz_target!(|data: &[u8]| {
+    // `decode_bytes` catches a panic inside a third-party decoder and returns an error;
+    // libfuzzer-sys's hook would abort before that catch, so the default hook is restored.
+    // A panic nothing catches still aborts the run (libfuzzer-sys checks every input).
+    DEFAULT_PANIC_HOOK.call_once(|| {
+        let _ = std::panic::take_hook();
+    });
     let Some((&selector, bytes)) = data.split_first() else {
         return;
     };

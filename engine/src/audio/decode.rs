@@ -80,7 +80,17 @@ pub fn decode_bytes(
     let audio = if is_ogg_opus(&bytes) {
         decode_ogg_opus(&bytes, name, limits)?
     } else {
-        decode_symphonia(bytes, extension, name, limits)?
+        // A malformed file can trip an arithmetic check inside a symphonia decoder (fuzzing
+        // found one in its FLAC LPC); that is a bad file, not a reason to take down the caller.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            decode_symphonia(bytes, extension, name, limits)
+        }))
+        .unwrap_or_else(|_| {
+            Err(AudioError::Corrupt {
+                source_name: name.into(),
+                message: "the decoder failed on this data: the file is malformed".into(),
+            })
+        })?
     };
     if audio.samples.is_empty() {
         return Err(AudioError::Empty {

@@ -74,14 +74,23 @@ impl StreamResampler {
     }
 
     /// Pushes input samples; appends the 16 kHz output that is ready to `out`.
+    /// Samples are clamped to [-1, 1] (non-finite ones become silence): float audio out of
+    /// range is clipped audio, and the FFT must never see values it cannot represent.
     pub fn push(&mut self, input: &[f32], out: &mut Vec<f32>) -> Result<(), AudioError> {
         self.frames_in += input.len() as u64;
+        let in_range = |s: &f32| {
+            if s.is_finite() {
+                s.clamp(-1.0, 1.0)
+            } else {
+                0.0
+            }
+        };
         let Some(fft) = self.inner.as_mut() else {
-            out.extend_from_slice(input);
+            out.extend(input.iter().map(in_range));
             self.frames_out += input.len() as u64;
             return Ok(());
         };
-        self.pending.extend_from_slice(input);
+        self.pending.extend(input.iter().map(in_range));
         let need = fft.input_frames_next();
         let mut offset = 0;
         while self.pending.len() - offset >= need {
