@@ -51,3 +51,6 @@ if [ "$("$st_venv/bin/schemathesis" --version 2>/dev/null)" != "schemathesis, ve
   python3 -m venv "$st_venv"
   "$st_venv/bin/pip" install -q "schemathesis==$st_version"
 fi
+
+# The servers that the end-to-end tests run for real (S3, speech-to-text, nginx).
+"$(dirname "${BASH_SOURCE[0]}")/services.sh"
