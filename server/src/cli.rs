@@ -263,8 +263,11 @@ fn serve(
     {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let transcriber = crate::live::start_transcriber(&cfg.live)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let transcriber = {
+        let _inside = runtime.enter();
+        crate::live::start_transcriber(&cfg.live)?
+    };
     runtime.block_on(async {
         let speech = Arc::new(crate::live::speech_cache(&cfg.live)?);
         let listener = tokio::net::TcpListener::bind(listen)

@@ -8,5 +8,6 @@ pub mod live;
 pub mod metrics;
 pub mod models;
 pub mod platform;
+pub mod stt;
 pub mod tts;
 pub mod web;

@@ -217,6 +217,9 @@ pub struct Metrics {
     /// Question audio served from the speech cache.
     tts_cache_hits: AtomicU64,
     /// Question audio that had to be synthesized at request time.
+    interviews_refused: AtomicU64,
+    lease_takeovers: AtomicU64,
+    stt_fallbacks: AtomicU64,
     tts_cache_misses: AtomicU64,
     /// Seconds of applicant audio received, across all sessions.
     audio_seconds_received: FloatCounter,
@@ -281,6 +284,9 @@ impl Metrics {
             protocol_errors: Mutex::new(BTreeMap::new()),
             tts_cache_hits: AtomicU64::new(0),
             tts_cache_misses: AtomicU64::new(0),
+            interviews_refused: AtomicU64::new(0),
+            lease_takeovers: AtomicU64::new(0),
+            stt_fallbacks: AtomicU64::new(0),
             audio_seconds_received: FloatCounter::default(),
         }
     }
@@ -363,6 +369,22 @@ impl Metrics {
     /// Counts a resumed interview.
     pub fn inc_sessions_resumed(&self) {
         self.sessions_resumed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a new interview refused at capacity.
+    pub fn inc_interviews_refused(&self) {
+        self.interviews_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an interview taken over from another instance.
+    pub fn inc_lease_takeovers(&self) {
+        self.lease_takeovers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sets the count of utterances the remote transcription endpoint failed and local
+    /// whisper decoded instead (the transcriber keeps the count).
+    pub fn set_stt_fallbacks(&self, n: u64) {
+        self.stt_fallbacks.store(n, Ordering::Relaxed);
     }
 
     /// Counts a partial caption dropped under load.
@@ -513,6 +535,21 @@ impl Metrics {
                 "nextmark_tts_cache_misses_total",
                 "Question audio synthesized on demand.",
                 &self.tts_cache_misses,
+            ),
+            (
+                "nextmark_interviews_refused_total",
+                "New interviews refused at capacity (503 at_capacity).",
+                &self.interviews_refused,
+            ),
+            (
+                "nextmark_lease_takeovers_total",
+                "Interviews taken over from another instance.",
+                &self.lease_takeovers,
+            ),
+            (
+                "nextmark_stt_fallbacks_total",
+                "Utterances the remote transcription endpoint failed, decoded by local whisper.",
+                &self.stt_fallbacks,
             ),
         ];
         for (name, help, value) in counters {

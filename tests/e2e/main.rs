@@ -13,6 +13,7 @@ mod platform_api;
 mod platform_journey;
 mod platform_storage;
 mod reliability;
+mod scale;
 mod schemathesis;
 mod security;
 mod transcribe;

@@ -14,37 +14,64 @@ use crate::live::WsClient;
 use crate::platform::{Db, TestDb};
 
 /// The server secret the processes run with; it must never appear in their logs.
-const SECRET: &str = "reliability-secret-7f3a9c1e5b2d4806-not-for-logs";
+pub const SECRET: &str = "reliability-secret-7f3a9c1e5b2d4806-not-for-logs";
 
 /// A `nextmark serve` process with its log.
-struct ServerProcess {
+pub struct ServerProcess {
     child: Child,
     /// `http://127.0.0.1:PORT`.
-    address: String,
+    pub address: String,
     /// Its stderr (all logs, debug level).
-    log: PathBuf,
+    pub log: PathBuf,
+}
+
+/// A free TCP port on the loopback interface.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 impl ServerProcess {
     /// Starts `nextmark serve --demo` over `database_url` and waits until `/healthz` answers.
     async fn start(database_url: &str, dir: &Path, name: &str) -> ServerProcess {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        Self::start_with(database_url, dir, name, free_port(), &[]).await
+    }
+
+    /// [`ServerProcess::start`] on `port` with more `NEXTMARK_*` variables (later ones win).
+    pub async fn start_with(
+        database_url: &str,
+        dir: &Path,
+        name: &str,
+        port: u16,
+        env: &[(&str, String)],
+    ) -> ServerProcess {
         let address = format!("127.0.0.1:{port}");
         let log = dir.join(format!("{name}.log"));
-        let child = Command::new(nextmark_bin())
+        let mut command = Command::new(nextmark_bin());
+        command
             .args(["serve", "--demo", "--listen", &address])
             .args(["--database-url", database_url])
             .env("NEXTMARK_SECRET", SECRET)
             .env("NEXTMARK_PUBLIC_URL", format!("http://{address}"))
             .env("NEXTMARK_RUBRICS_DIR", root().join("rubrics"))
             .env("NEXTMARK_LIVE_MODEL", model_path())
-            .env("NEXTMARK_LIVE_RECORDINGS_DIR", dir.join("recordings"))
+            .env(
+                "NEXTMARK_LIVE_RECORDINGS_DIR",
+                dir.join(format!("{name}-spool")),
+            )
             .env("NEXTMARK_LIVE_TTS_CACHE_DIR", dir.join("speech"))
             .env("NEXTMARK_LIVE_INTERVIEW_MAX_ITEMS", "3")
-            .env("NEXTMARK_LOG", "debug")
+            .env(
+                "NEXTMARK_STORAGE_URL",
+                format!("file://{}", dir.join("objects").display()),
+            )
+            .env("NEXTMARK_LOG", "debug");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
@@ -83,17 +110,18 @@ impl ServerProcess {
     }
 
     /// SIGKILL: no shutdown path runs.
-    fn kill_9(&mut self) {
+    pub fn kill_9(&mut self) {
         self.child.kill().expect("SIGKILL the server");
         self.child.wait().expect("reap the server");
     }
 
-    fn log_text(&self) -> String {
+    /// What it logged so far.
+    pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// A demo interview: (interview id, link token, ws URL).
-    async fn demo(&self, discipline: &str) -> (String, String, String) {
+    pub async fn demo(&self, discipline: &str) -> (String, String, String) {
         let reply = reqwest::Client::new()
             .post(format!("{}/v1/demo/interviews", self.address))
             .json(&json!({ "discipline": discipline }))
@@ -113,7 +141,8 @@ impl ServerProcess {
         (id, token, ws_url)
     }
 
-    fn ws_url(&self, token: &str) -> String {
+    /// The live socket of a link on this server.
+    pub fn ws_url(&self, token: &str) -> String {
         format!(
             "{}/v1/interview-links/{token}/live",
             self.address.replace("http://", "ws://")
@@ -129,7 +158,7 @@ impl Drop for ServerProcess {
 }
 
 /// A typed answer that sounds like consent to the intro and like an answer to anything else.
-fn typed_answer(question_id: &str, n: usize) -> String {
+pub fn typed_answer(question_id: &str, n: usize) -> String {
     if question_id == "intro" {
         "Yes, I agree to be recorded, let's begin.".into()
     } else {

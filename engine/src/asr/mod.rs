@@ -41,8 +41,8 @@ pub enum AsrError {
     Dropped,
 }
 
-/// A speech-to-text backend that decodes utterances: the local whisper worker pool, or (later)
-/// a remote OpenAI-compatible endpoint. Streaming state lives in
+/// A speech-to-text backend that decodes utterances: the local whisper worker pool, or a remote
+/// OpenAI-compatible endpoint (in the server crate, which does the network I/O). Streaming state lives in
 /// [`stream::StreamingTranscriber`]; a backend only decodes.
 pub trait Transcriber: Send + Sync {
     /// Queues one decode. The job's reply is called exactly once: with the result, or with
@@ -54,6 +54,12 @@ pub trait Transcriber: Send + Sync {
 
     /// Decodes waiting to run (for the queue-depth gauge).
     fn queue_depth(&self) -> usize;
+
+    /// Utterances this backend failed and handed to a fallback backend (a remote endpoint
+    /// falling back to local whisper); zero for backends without one.
+    fn fallbacks(&self) -> u64 {
+        0
+    }
 }
 
 /// One recognised segment, times relative to the start of the clip given to whisper.

@@ -20,6 +20,16 @@ pub enum TtsBackend {
     Openai,
 }
 
+/// Which speech-to-text backend transcribes the answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SttBackend {
+    /// whisper.cpp in this process (the default).
+    Local,
+    /// An OpenAI-compatible `/audio/transcriptions` endpoint, local whisper as the fallback.
+    Openai,
+}
+
 /// Live server settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -30,8 +40,31 @@ pub struct LiveSettings {
     pub asr_workers: Option<usize>,
     /// whisper threads per worker (default: cores / workers).
     pub asr_threads: Option<usize>,
-    /// Live sessions accepted at once; more get a clear `server_busy` error.
+    /// Speech-to-text backend.
+    pub stt: SttBackend,
+    /// OpenAI-compatible transcription endpoint base URL (e.g. `http://gpu-1:8000/v1`).
+    pub stt_base_url: Option<String>,
+    /// Model name for the transcription endpoint.
+    pub stt_model: String,
+    /// Bearer key for the transcription endpoint.
+    pub stt_api_key: Option<Secret>,
+    /// Deadline of one transcription request, retry included, milliseconds.
+    pub stt_timeout_ms: u64,
+    /// Requests in flight to the endpoint at once; partial captions past it are shed.
+    pub stt_max_in_flight: usize,
+    /// Transcribe locally when the endpoint fails (loads the local model too).
+    pub stt_fallback: bool,
+    /// Live interviews this instance runs at once: its capacity. New interviews past it are
+    /// refused before the socket opens (503 `at_capacity`, so a balancer can try another
+    /// instance) and `/healthz` reports the load against it. Default: two per core, the
+    /// concurrency at which the bench measured compute latency within its target on CPU whisper;
+    /// raise it with a remote transcription endpoint.
     pub max_sessions: usize,
+    /// This instance's id among those sharing the database (default: host name and port).
+    pub instance_id: Option<String>,
+    /// How long an interview's lease lasts without renewal, seconds: the time another instance
+    /// waits before taking over the interviews of one that died.
+    pub lease_secs: u64,
     /// Interview sockets open at once, before or after `hello`; more are refused with 503
     /// before the upgrade (idle sockets cost little, but not nothing).
     pub max_sockets: usize,
@@ -80,7 +113,16 @@ impl Default for LiveSettings {
             model: None,
             asr_workers: None,
             asr_threads: None,
-            max_sessions: 16,
+            stt: SttBackend::Local,
+            stt_base_url: None,
+            stt_model: "whisper-1".into(),
+            stt_api_key: None,
+            stt_timeout_ms: 5_000,
+            stt_max_in_flight: 64,
+            stt_fallback: true,
+            max_sessions: 2 * crate::cli::default_threads(),
+            instance_id: None,
+            lease_secs: 10,
             max_sockets: 2048,
             max_sockets_per_client: 32,
             resume_window_secs: 120,
@@ -115,7 +157,28 @@ impl LiveSettings {
             "MODEL" => self.model = Some(PathBuf::from(value)),
             "ASR_WORKERS" => self.asr_workers = Some(num(value)? as usize),
             "ASR_THREADS" => self.asr_threads = Some(num(value)? as usize),
+            "STT" => {
+                self.stt = match value {
+                    "local" => SttBackend::Local,
+                    "openai" => SttBackend::Openai,
+                    other => bail!("{name}={other:?}: expected local or openai"),
+                }
+            }
+            "STT_BASE_URL" => self.stt_base_url = Some(value.into()),
+            "STT_MODEL" => self.stt_model = value.into(),
+            "STT_API_KEY" => self.stt_api_key = Some(Secret::new(value)),
+            "STT_TIMEOUT_MS" => self.stt_timeout_ms = num(value)?,
+            "STT_MAX_IN_FLIGHT" => self.stt_max_in_flight = num(value)? as usize,
+            "STT_FALLBACK" => {
+                self.stt_fallback = match value {
+                    "1" | "true" | "yes" => true,
+                    "0" | "false" | "no" => false,
+                    other => bail!("{name}={other:?}: expected true or false"),
+                }
+            }
             "MAX_SESSIONS" => self.max_sessions = num(value)? as usize,
+            "INSTANCE_ID" => self.instance_id = Some(value.into()),
+            "LEASE_SECS" => self.lease_secs = num(value)?,
             "MAX_SOCKETS" => self.max_sockets = num(value)? as usize,
             "MAX_SOCKETS_PER_CLIENT" => self.max_sockets_per_client = num(value)? as usize,
             "RESUME_WINDOW_SECS" => self.resume_window_secs = num(value)?,
@@ -151,6 +214,22 @@ impl LiveSettings {
     pub fn check(&self) -> Result<()> {
         if self.max_sessions == 0 {
             bail!("live.max_sessions must be at least 1");
+        }
+        if self.stt == SttBackend::Openai && self.stt_base_url.is_none() {
+            bail!("live.stt = \"openai\" needs live.stt_base_url");
+        }
+        if self.stt_timeout_ms == 0 || self.stt_max_in_flight == 0 {
+            bail!("live.stt_timeout_ms and live.stt_max_in_flight must be at least 1");
+        }
+        if self.lease_secs < 2 {
+            bail!("live.lease_secs must be at least 2");
+        }
+        if self
+            .instance_id
+            .as_deref()
+            .is_some_and(|id| id.trim().is_empty() || id.len() > 200)
+        {
+            bail!("live.instance_id must be 1 to 200 characters");
         }
         if self.max_sockets == 0 || self.max_sockets_per_client == 0 {
             bail!("live.max_sockets and live.max_sockets_per_client must be at least 1");

@@ -84,8 +84,20 @@ pub enum AttachError {
     ShuttingDown,
     /// The session ended between lookup and attach.
     Gone,
+    /// Another instance runs the interview and did not hand it over in time.
+    LiveElsewhere {
+        /// Seconds after which trying again may succeed.
+        retry_after_secs: u64,
+    },
     /// Loading committed answers failed.
     Internal(anyhow::Error),
+}
+
+/// Milliseconds since the Unix epoch on the wall clock (leases compare across machines).
+pub fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// An admitted interview socket; it leaves the count when dropped.
@@ -153,7 +165,22 @@ impl LiveShared {
 
     /// Removes a finished session from the registry.
     pub fn forget(&self, interview_id: &str) {
-        self.lock().remove(interview_id);
+        let mut sessions = self.lock();
+        sessions.remove(interview_id);
+        self.platform.instance.set_live(sessions.len());
+    }
+
+    /// Releases this instance's lease of an interview in the background (a session that
+    /// could not start).
+    fn release_lease_later(&self, interview_id: &str, lease_until_ms: i64) {
+        let store = self.platform.store.clone();
+        let me = self.platform.instance.id.clone();
+        let id = interview_id.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = store.release_lease(&id, &me, lease_until_ms).await {
+                tracing::warn!(interview = %id, error = %e, "releasing a lease");
+            }
+        });
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<Inbound>>> {
@@ -165,6 +192,65 @@ impl LiveShared {
     /// Live sessions in the registry (attached or parked).
     pub fn session_count(&self) -> usize {
         self.lock().len()
+    }
+
+    /// Whether this instance runs the interview now.
+    pub fn runs(&self, interview_id: &str) -> bool {
+        self.lock()
+            .get(interview_id)
+            .is_some_and(|tx| !tx.is_closed())
+    }
+
+    /// The lease length.
+    pub fn lease_ttl(&self) -> Duration {
+        Duration::from_secs(self.settings.lease_secs)
+    }
+
+    /// Takes the interview's lease for this instance. When another instance holds it, asks
+    /// for a hand-over and waits until the holder lets go or the lease lapses (the holder
+    /// died): at most one lease length and a little more. Returns when the lease lapses.
+    async fn take_lease(&self, interview_id: &str) -> Result<i64, AttachError> {
+        use crate::platform::store::LeaseTry;
+        let store = &self.platform.store;
+        let me = &self.platform.instance.id;
+        let ttl_ms = i64::try_from(self.lease_ttl().as_millis()).unwrap_or(i64::MAX);
+        let started = tokio::time::Instant::now();
+        let give_up = started + self.lease_ttl() + Duration::from_secs(2);
+        let mut asked = false;
+        loop {
+            let now_ms = wall_ms();
+            let outcome = store
+                .try_lease(interview_id, me, now_ms, ttl_ms)
+                .await
+                .map_err(|e| AttachError::Internal(anyhow::Error::new(e)))?;
+            let LeaseTry::HeldBy {
+                owner,
+                expires_in_ms,
+            } = outcome
+            else {
+                if asked {
+                    self.metrics.inc_lease_takeovers();
+                    tracing::info!(interview = %interview_id, waited_ms = started.elapsed().as_millis() as u64, "took the interview over from another instance");
+                }
+                return Ok(now_ms + ttl_ms);
+            };
+            if !asked && !owner.is_empty() {
+                tracing::info!(interview = %interview_id, holder = %owner, "interview held by another instance; asking for it");
+                store
+                    .want_lease(interview_id, me)
+                    .await
+                    .map_err(|e| AttachError::Internal(anyhow::Error::new(e)))?;
+                asked = true;
+            }
+            let now = tokio::time::Instant::now();
+            if now >= give_up || self.shutdown.is_cancelled() {
+                return Err(AttachError::LiveElsewhere {
+                    retry_after_secs: (expires_in_ms as u64).div_ceil(1000).max(1),
+                });
+            }
+            let wait = Duration::from_millis((expires_in_ms as u64).clamp(50, 250));
+            tokio::time::sleep(wait.min(give_up - now)).await;
+        }
     }
 
     /// Where the report of an interview can be read once completed.
@@ -200,6 +286,9 @@ impl LiveShared {
         let inbound = match existing {
             Some(tx) if !tx.is_closed() => tx,
             _ => {
+                // The lease first, then the committed answers: whatever the previous holder
+                // committed before letting go is then visible here.
+                let lease_until_ms = self.take_lease(&interview.id).await?;
                 let committed = if interview.status == InterviewStatus::Live {
                     self.platform
                         .store
@@ -217,9 +306,12 @@ impl LiveShared {
                         tx.clone()
                     } else {
                         if sessions.len() >= self.settings.max_sessions {
+                            drop(sessions);
+                            self.release_lease_later(&interview.id, lease_until_ms);
                             return Err(AttachError::Busy);
                         }
                         sessions.insert(interview.id.clone(), tx.clone());
+                        self.platform.instance.set_live(sessions.len());
                         let seed = SessionSeed {
                             interview_id: interview.id.clone(),
                             link_token: link_token.to_string(),
@@ -227,6 +319,7 @@ impl LiveShared {
                             demo: interview.attempt_id.is_none(),
                             attempt_id: interview.attempt_id.clone(),
                             committed,
+                            lease_until_ms,
                         };
                         let me = self.clone();
                         let cancel = self.shutdown.child_token();
@@ -252,6 +345,7 @@ impl LiveShared {
     /// Stops accepting sessions and lets every session finish its answer in flight; waits up to
     /// `grace` for them.
     pub async fn shut_down(&self, grace: Duration) {
+        self.platform.instance.start_draining();
         self.shutdown.cancel();
         self.tasks.close();
         if tokio::time::timeout(grace, self.tasks.wait())
@@ -365,6 +459,7 @@ fn router(live: Arc<LiveShared>) -> Router {
 async fn metrics(State(live): State<Arc<LiveShared>>) -> impl IntoResponse {
     live.metrics
         .set_asr_queue_depth(live.transcriber.queue_depth() as i64);
+    live.metrics.set_stt_fallbacks(live.transcriber.fallbacks());
     live.metrics.set_open_sockets(live.socket_count() as i64);
     (
         [(
@@ -519,8 +614,37 @@ pub fn speech_cache(settings: &LiveSettings) -> Result<SpeechCache> {
         .with_max_entries(MAX_SPEECH_CLIPS_IN_MEMORY))
 }
 
+/// The transcriber the settings ask for: the local whisper pool, or the remote endpoint with
+/// the local pool as its fallback. Call inside the tokio runtime (remote requests run on it).
+pub fn start_transcriber(settings: &LiveSettings) -> Result<Arc<dyn Transcriber>> {
+    use self::config::SttBackend;
+    match settings.stt {
+        SttBackend::Local => Ok(start_local_transcriber(settings)?),
+        SttBackend::Openai => {
+            let mut config = crate::stt::RemoteSttConfig::new(
+                settings
+                    .stt_base_url
+                    .clone()
+                    .context("live.stt = \"openai\" needs live.stt_base_url")?,
+            );
+            config.model = settings.stt_model.clone();
+            config.api_key = settings.stt_api_key.clone();
+            config.timeout = Duration::from_millis(settings.stt_timeout_ms);
+            config.max_in_flight = settings.stt_max_in_flight;
+            let fallback: Option<Arc<dyn Transcriber>> = if settings.stt_fallback {
+                Some(start_local_transcriber(settings)?)
+            } else {
+                None
+            };
+            Ok(Arc::new(crate::stt::RemoteTranscriber::new(
+                config, fallback,
+            )?))
+        }
+    }
+}
+
 /// Loads the Whisper model and starts the worker pool sized by the settings.
-pub fn start_transcriber(
+pub fn start_local_transcriber(
     settings: &LiveSettings,
 ) -> Result<Arc<nextmark_engine::asr::pool::WorkerPool>> {
     use nextmark_engine::asr::WhisperModel;

@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -193,6 +194,8 @@ pub struct SessionSeed {
     pub attempt_id: Option<String>,
     /// Events committed earlier (rebuild after a restart), in order.
     pub committed: Vec<Answer>,
+    /// Until when this instance holds the interview's lease (wall-clock ms), as last written.
+    pub lease_until_ms: i64,
 }
 
 /// Audio decoding for the attached connection.
@@ -309,9 +312,107 @@ pub async fn run_session(
         tracing::error!(interview = %interview_id, error = format!("{e:#}"), "could not rebuild the interview");
     }
     live.metrics.inc_sessions_started();
-    session.run(inbound, cancel).await;
+    let lease_until = Arc::new(AtomicI64::new(session.seed.lease_until_ms));
+    let moved = CancellationToken::new();
+    let keeper = tokio::spawn(keep_lease(
+        live.clone(),
+        interview_id.clone(),
+        lease_until.clone(),
+        moved.clone(),
+    ));
+    session.run(inbound, cancel, moved).await;
+    keeper.abort();
+    // Released only if still as this session last wrote it: a newer session of the same
+    // interview on this instance may have taken it again meanwhile.
+    if let Err(e) = live
+        .platform
+        .store
+        .release_lease(
+            &interview_id,
+            &live.platform.instance.id,
+            lease_until.load(Ordering::Relaxed),
+        )
+        .await
+    {
+        tracing::warn!(interview = %interview_id, error = %e, "releasing the lease");
+    }
     live.forget(&interview_id);
     tracing::info!(interview = %interview_id, "session ended");
+}
+
+/// Keeps the report (JSON, and the HTML a reviewer reads) in object storage beside the
+/// recordings, where archives and other tools read it; the database copy serves the API.
+async fn archive_report(
+    live: &LiveShared,
+    interview_id: &str,
+    pass: f64,
+    report: &nextmark_engine::report::Report,
+    json: &serde_json::Value,
+) {
+    let html = nextmark_engine::report::render_html(report, pass);
+    let pretty = serde_json::to_vec_pretty(json).unwrap_or_default();
+    for (key, bytes) in [
+        (format!("reports/{interview_id}/report.json"), pretty),
+        (
+            format!("reports/{interview_id}/report.html"),
+            html.into_bytes(),
+        ),
+    ] {
+        if let Err(e) = live
+            .platform
+            .objects
+            .put(&key, bytes::Bytes::from(bytes))
+            .await
+        {
+            tracing::warn!(error = format!("{e:#}"), "archiving the report");
+        }
+    }
+}
+
+/// Renews the session's lease every third of its length. Cancels `moved` when the session must
+/// stop here: another instance asked for the interview (its applicant reconnected there), or
+/// the lease was lost (this instance could not renew it in time and another may run it now).
+async fn keep_lease(
+    live: Arc<LiveShared>,
+    interview_id: String,
+    lease_until: Arc<AtomicI64>,
+    moved: CancellationToken,
+) {
+    use crate::platform::store::LeaseRenewal;
+    let ttl = live.lease_ttl();
+    let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+    let me = live.platform.instance.id.clone();
+    loop {
+        tokio::time::sleep(ttl / 3).await;
+        let now = super::wall_ms();
+        match live
+            .platform
+            .store
+            .renew_lease(&interview_id, &me, now, ttl_ms)
+            .await
+        {
+            Ok(LeaseRenewal::Held { wanted_by }) => {
+                lease_until.store(now + ttl_ms, Ordering::Relaxed);
+                if let Some(other) = wanted_by {
+                    tracing::info!(interview = %interview_id, to = %other, "handing the interview over to another instance");
+                    moved.cancel();
+                    return;
+                }
+            }
+            Ok(LeaseRenewal::Lost) => {
+                tracing::warn!(interview = %interview_id, "lost the interview's lease; stopping here");
+                moved.cancel();
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(interview = %interview_id, error = %e, "renewing the lease");
+                if super::wall_ms() >= lease_until.load(Ordering::Relaxed) {
+                    moved.cancel();
+                    return;
+                }
+            }
+        }
+    }
 }
 
 struct Session<'r> {
@@ -343,6 +444,8 @@ struct Session<'r> {
     /// The question being asked (for resume and labels).
     current: Option<(String, String, usize)>,
     recorder: Option<SessionRecorder>,
+    /// The local folder the recorder writes to until the files move to object storage.
+    spool_dir: Option<std::path::PathBuf>,
     /// Decoded microphone audio of the attached WebRTC peer.
     peer_audio: Option<mpsc::Receiver<Vec<f32>>>,
     /// Candidates and state changes of the attached WebRTC peer.
@@ -376,10 +479,8 @@ impl<'r> Session<'r> {
             config.min_items = config.min_items.min(config.max_items);
         }
         let engine = Interview::new(rubric, config);
-        let recorder = match SessionRecorder::create(
-            recording_dir(&live.settings.recordings_dir, &seed.interview_id),
-            22_050,
-        ) {
+        let spool_dir = recording_dir(&live.settings.recordings_dir, &seed.interview_id);
+        let recorder = match SessionRecorder::create(&spool_dir, 22_050) {
             Ok(r) => Some(r),
             Err(e) => {
                 tracing::warn!(
@@ -409,6 +510,7 @@ impl<'r> Session<'r> {
             last_voice_wall: None,
             current: None,
             recorder,
+            spool_dir: Some(spool_dir),
             peer_audio: None,
             peer_events: None,
             begin_on_connect: None,
@@ -484,7 +586,12 @@ impl<'r> Session<'r> {
         }
     }
 
-    async fn run(&mut self, mut inbound: mpsc::Receiver<Inbound>, cancel: CancellationToken) {
+    async fn run(
+        &mut self,
+        mut inbound: mpsc::Receiver<Inbound>,
+        cancel: CancellationToken,
+        moved: CancellationToken,
+    ) {
         let mut ticks = tokio::time::interval(Duration::from_millis(50));
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut last_engine_tick = Instant::now();
@@ -494,7 +601,20 @@ impl<'r> Session<'r> {
             }
             tokio::select! {
                 _ = cancel.cancelled() => {
-                    self.shutdown().await;
+                    self.shutdown(
+                        "server_shutdown",
+                        "the server is restarting; reconnect with the same link to continue",
+                    )
+                    .await;
+                    break;
+                }
+                _ = moved.cancelled() => {
+                    self.shutdown(
+                        "moved",
+                        "this interview continues on another connection (another server took \
+                         it over); reconnect with the same link to continue here",
+                    )
+                    .await;
                     break;
                 }
                 message = inbound.recv() => match message {
@@ -1542,6 +1662,14 @@ impl<'r> Session<'r> {
         {
             tracing::error!(error = %e, "storing the report");
         }
+        archive_report(
+            &self.live,
+            &self.seed.interview_id,
+            self.rubric.pass.min_dimension,
+            &report,
+            &json,
+        )
+        .await;
         self.store_recordings().await;
         self.live.metrics.inc_sessions_completed();
         let report_url = self.live.report_url(&self.seed);
@@ -1560,35 +1688,63 @@ impl<'r> Session<'r> {
         }
     }
 
-    /// Finishes the recording files of this run and registers them with the interview.
+    /// Finishes the recording files of this run, moves them to object storage (under a key
+    /// unique to the run, so a resumed interview never overwrites an earlier run) and
+    /// registers them with the interview. A file that cannot be uploaded stays in the local
+    /// spool and is registered by its path, so it is not lost.
     async fn store_recordings(&mut self) {
         let Some(rec) = self.recorder.take() else {
             return;
         };
-        let platform = &self.live.platform;
-        match rec.finish() {
-            Ok(files) => {
-                for f in files {
-                    if let Err(e) = platform
-                        .store
-                        .add_recording(
-                            &self.seed.interview_id,
-                            &f.path.to_string_lossy(),
-                            platform.now(),
-                        )
-                        .await
-                    {
-                        tracing::warn!(error = %e, "storing the recording row");
-                    }
-                }
+        let files = match rec.finish() {
+            Ok(files) => files,
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), "finishing recordings");
+                return;
             }
-            Err(e) => tracing::warn!(error = format!("{e:#}"), "finishing recordings"),
+        };
+        let platform = &self.live.platform;
+        let run = crate::platform::crypto::new_id("run");
+        for f in files {
+            let name = f
+                .path
+                .file_name()
+                .map_or_else(|| "audio.opus".into(), |n| n.to_string_lossy().into_owned());
+            let key = format!("recordings/{}/{run}/{name}", self.seed.interview_id);
+            let location = match platform.objects.put_file(&key, &f.path).await {
+                Ok(()) => {
+                    if let Err(e) = tokio::fs::remove_file(&f.path).await {
+                        tracing::warn!(path = %f.path.display(), error = %e, "removing the spooled recording");
+                    }
+                    key
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        path = %f.path.display(),
+                        "could not upload a recording; keeping it in the local spool"
+                    );
+                    f.path.to_string_lossy().into_owned()
+                }
+            };
+            if let Err(e) = platform
+                .store
+                .add_recording(&self.seed.interview_id, &location, platform.now())
+                .await
+            {
+                tracing::warn!(error = %e, "storing the recording row");
+            }
+        }
+        if let Some(dir) = self.spool_dir.take() {
+            // Empty once every file moved; a folder still holding a file is left alone.
+            let _ = tokio::fs::remove_dir(&dir).await;
         }
     }
 
-    /// Server shutdown: finish the answer in flight (its last finals, then commit it), tell
-    /// the client, and stop. The interview stays live and resumes from what was committed.
-    async fn shutdown(&mut self) {
+    /// Server shutdown or a move to another instance: finish the answer in flight (its last
+    /// finals, then commit it), tell the client why (`code`, `message`), and stop. The
+    /// interview stays live and resumes from what was committed.
+    async fn shutdown(&mut self, code: &'static str, message: &'static str) {
         if matches!(self.phase, Phase::Listening { .. } | Phase::Closing { .. }) {
             if self.transcriber.utterance_open() {
                 let requests = self.transcriber.finish();
@@ -1611,12 +1767,7 @@ impl<'r> Session<'r> {
                 self.hand_over_answer(None).await;
             }
         }
-        self.send(ServerMessage::error(
-            "server_shutdown",
-            "the server is restarting; reconnect with the same link to continue",
-            true,
-        ))
-        .await;
+        self.send(ServerMessage::error(code, message, true)).await;
         if let Some(out) = self.out() {
             let _ = out.send(Outbound::Close).await;
         }

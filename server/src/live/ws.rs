@@ -94,6 +94,9 @@ pub async fn live_socket(
             )
             .into_response(),
             Ok(upgrade) => {
+                if let Err(e) = admit_interview(&live, &interview) {
+                    return e.into_response();
+                }
                 let permit = match live.admit_socket(&client) {
                     Ok(permit) => permit,
                     Err(e) => return e.into_response(),
@@ -111,6 +114,26 @@ pub async fn live_socket(
             }
         },
     }
+}
+
+/// Admission control: an interview not running here is taken only while this instance is
+/// under its capacity. The refusal is a 503 before the upgrade, so a balancer can try another
+/// instance (nginx: `proxy_next_upstream ... http_503`) and a client can retry.
+fn admit_interview(live: &LiveShared, interview: &StoredInterview) -> Result<(), ApiError> {
+    if live.runs(&interview.id) || live.session_count() < live.settings.max_sessions {
+        return Ok(());
+    }
+    live.metrics.inc_interviews_refused();
+    Err(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "at_capacity",
+        format!(
+            "this server is running as many live interviews as it can ({}); try again in a \
+             moment (another server may take it)",
+            live.settings.max_sessions
+        ),
+    )
+    .with_retry_after(5))
 }
 
 /// The interview behind a live link; unknown and expired links count against the client's
@@ -343,6 +366,13 @@ pub async fn serve_socket<S, E>(
                     "the server is restarting; try again in a moment".to_string(),
                 ),
                 AttachError::Gone => ("session_ended", "the interview session ended".to_string()),
+                AttachError::LiveElsewhere { retry_after_secs } => (
+                    "live_elsewhere",
+                    format!(
+                        "this interview is still open on another connection; close it, or \
+                         reconnect in {retry_after_secs} s"
+                    ),
+                ),
                 AttachError::Internal(e) => {
                     tracing::error!(error = format!("{e:#}"), "attaching a connection");
                     ("internal", "the interview could not be loaded".to_string())

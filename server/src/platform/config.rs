@@ -71,6 +71,8 @@ pub struct PlatformConfig {
     pub admin_password: Option<Secret>,
     /// The live interview server (`[live]` table, `NEXTMARK_LIVE_*` variables).
     pub live: crate::live::config::LiveSettings,
+    /// Object storage for recordings and reports (`[storage]` table, `NEXTMARK_STORAGE_*`).
+    pub storage: super::objects::StorageSettings,
 }
 
 impl Default for PlatformConfig {
@@ -93,6 +95,7 @@ impl Default for PlatformConfig {
             admin_email: None,
             admin_password: None,
             live: Default::default(),
+            storage: Default::default(),
         }
     }
 }
@@ -160,6 +163,8 @@ impl PlatformConfig {
                 other => {
                     if let Some(live_key) = other.strip_prefix("LIVE_") {
                         self.live.apply_env(live_key, &name, &value)?;
+                    } else if let Some(storage_key) = other.strip_prefix("STORAGE_") {
+                        self.storage.apply_env(storage_key, &value);
                     }
                 }
             }
@@ -208,6 +213,7 @@ impl PlatformConfig {
                 bail!("{name} must be at least 1");
             }
         }
+        self.storage.check()?;
         self.live.check()
     }
 }

@@ -9,7 +9,9 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod error;
+pub mod instance;
 pub mod mail;
+pub mod objects;
 pub mod rules;
 pub mod store;
 pub mod types;
@@ -84,6 +86,10 @@ pub struct AppState {
     pub config: Arc<PlatformConfig>,
     /// Disciplines and case studies.
     pub rubrics: Arc<Rubrics>,
+    /// Recordings and reports (a local folder or an S3-compatible store).
+    pub objects: objects::Objects,
+    /// This instance's id and load, for leases, admission and `/healthz`.
+    pub instance: Arc<instance::Instance>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -221,6 +227,20 @@ impl Application {
     ) -> Result<Self> {
         config.check().context("checking platform configuration")?;
         let rubrics = Rubrics::load(&config.rubrics_dir)?;
+        let objects = objects::Objects::open(&config.storage)?;
+        objects.check().await?;
+        let port = listener
+            .local_addr()
+            .context("reading the listener address")?
+            .port();
+        let instance = Arc::new(instance::Instance::new(
+            config
+                .live
+                .instance_id
+                .clone()
+                .unwrap_or_else(|| instance::Instance::default_id(port)),
+            config.live.max_sessions,
+        ));
         let store = Store::connect(
             &config.database_url,
             config.max_connections,
@@ -233,6 +253,8 @@ impl Application {
             mailer: deps.mailer,
             config: Arc::new(config),
             rubrics: Arc::new(rubrics),
+            objects,
+            instance,
         };
         if let (Some(email), Some(password)) =
             (&state.config.admin_email, &state.config.admin_password)
@@ -252,10 +274,6 @@ impl Application {
             router = router.merge(extra(state.clone()));
         }
         let router = api::harden(router, &state.config);
-        let port = listener
-            .local_addr()
-            .context("reading the listener address")?
-            .port();
         Ok(Self {
             port,
             listener,
@@ -348,7 +366,7 @@ pub async fn maintenance_once(state: &AppState) -> Result<()> {
     let now = state.now();
     let report = state
         .store
-        .purge_recordings(state.recordings_cutoff())
+        .purge_recordings(state.recordings_cutoff(), &state.objects)
         .await
         .context("purging recordings")?;
     if report.rows > 0 || !report.failed.is_empty() {

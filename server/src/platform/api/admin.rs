@@ -608,7 +608,10 @@ pub async fn purge_recordings(
     _admin: AdminCaller,
 ) -> Result<Json<PurgeView>, ApiError> {
     let older_than = state.recordings_cutoff();
-    let report = state.store.purge_recordings(older_than).await?;
+    let report = state
+        .store
+        .purge_recordings(older_than, &state.objects)
+        .await?;
     Ok(Json(PurgeView {
         older_than: rfc3339(older_than),
         rows: report.rows,

@@ -305,7 +305,10 @@ pub async fn erase(
     State(state): State<AppState>,
     caller: ApplicantCaller,
 ) -> Result<Json<ErasureView>, ApiError> {
-    let report = state.store.erase_applicant(&caller.id, state.now()).await?;
+    let report = state
+        .store
+        .erase_applicant(&caller.id, state.now(), &state.objects)
+        .await?;
     Ok(Json(ErasureView {
         erased: true,
         records: report.rows,

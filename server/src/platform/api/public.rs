@@ -15,44 +15,54 @@ use crate::platform::attempts::{self, link_subject};
 use crate::platform::clock::rfc3339;
 use crate::platform::crypto::{decoy_password_hash, verify_password};
 use crate::platform::error::{ApiError, ErrorBody, StoreError};
+use crate::platform::instance::Load;
 use crate::platform::mail::Message;
 use crate::platform::store::{AttemptScope, InterviewStatus, NewApplicant, Principal};
 use crate::platform::types::{
     Affirmed, CountryCode, DisciplineId, Email, Paragraph, PersonName, YearsExperience,
 };
 
-/// Liveness and database reachability.
+/// Readiness, database reachability and load, for a load balancer.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
-    /// `ok` or `degraded`.
+    /// `ok`, `degraded` (database unreachable) or `draining` (shutting down).
     pub status: String,
     /// `ok` or the database error class.
     pub database: String,
+    /// This instance's live interviews against its capacity.
+    #[serde(flatten)]
+    pub load: Load,
 }
 
-/// Health check: 200 when the database answers, 503 otherwise.
+/// Health check: 200 while the instance can serve (database reachable, not shutting down),
+/// 503 otherwise. The body says how loaded it is: `accepting_interviews` is false at capacity,
+/// when new interviews are refused with `503 at_capacity` (resumes of its own are still taken).
 #[utoipa::path(get, path = "/healthz", tag = "system",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    match state.store.ping().await {
-        Ok(()) => (
-            StatusCode::OK,
-            Json(Health {
-                status: "ok".into(),
-                database: "ok".into(),
-            }),
-        ),
+    let load = state.instance.load();
+    let database = match state.store.ping().await {
+        Ok(()) => "ok",
         Err(e) => {
             tracing::warn!(error = %e, "health check: database unreachable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(Health {
-                    status: "degraded".into(),
-                    database: "unreachable".into(),
-                }),
-            )
+            "unreachable"
         }
-    }
+    };
+    let (code, status) = if database != "ok" {
+        (StatusCode::SERVICE_UNAVAILABLE, "degraded")
+    } else if load.draining {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining")
+    } else {
+        (StatusCode::OK, "ok")
+    };
+    (
+        code,
+        Json(Health {
+            status: status.into(),
+            database: database.into(),
+            load,
+        }),
+    )
 }
 
 /// The OpenAPI document served at `/openapi.json` (serialized once at start-up).

@@ -16,6 +16,7 @@ use super::views::{IdempotencyKeyParam, page_type};
 use crate::platform::AppState;
 use crate::platform::clock::rfc3339;
 use crate::platform::error::{ApiError, ErrorBody};
+use crate::platform::objects::ObjectError;
 use crate::platform::rules::{AttemptStatus, FeedbackCategory, Outcome};
 use crate::platform::store::{Answer, Attempt, Decision, NewOverride, OverrideRow, QueueEntry};
 use crate::platform::types::{Paragraph, Reason, Score};
@@ -619,15 +620,11 @@ pub async fn recording(
     Path(recording_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let rec = state.store.recording(&recording_id).await?;
-    let bytes = match tokio::fs::read(&rec.path).await {
+    let bytes = match state.objects.read_location(&rec.path).await {
         Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ApiError::not_found("recording file"));
-        }
-        Err(e) => {
-            return Err(ApiError::internal(
-                anyhow::Error::new(e).context("reading recording"),
-            ));
+        Err(ObjectError::NotFound(_)) => return Err(ApiError::not_found("recording file")),
+        Err(ObjectError::Store(e)) => {
+            return Err(ApiError::internal(e.context("reading recording")));
         }
     };
     let content_type = match std::path::Path::new(&rec.path)

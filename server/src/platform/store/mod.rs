@@ -5,6 +5,7 @@
 
 mod attempts;
 mod interviews;
+mod leases;
 mod people;
 mod privacy;
 mod screening;
@@ -22,6 +23,7 @@ use sqlx::{AnyPool, Connection, Row, SqlSafeStr};
 
 pub use attempts::AttemptScope;
 pub use interviews::{Answer, Interview, InterviewStatus, NewInterview, Recording};
+pub use leases::{LeaseRenewal, LeaseTry};
 pub use people::{Applicant, NewApplicant, Principal, StaffMember, StaffRole};
 pub use privacy::{AuditEntry, IdempotencyBegin, PurgeReport};
 pub use screening::{Attempt, Decision, NewOverride, OverrideRow, QueueEntry};
@@ -43,6 +45,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "access control",
         include_str!("../../../migrations/0002_access_control.sql"),
+    ),
+    (
+        3,
+        "leases",
+        include_str!("../../../migrations/0003_leases.sql"),
     ),
 ];
 

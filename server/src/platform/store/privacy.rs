@@ -11,6 +11,7 @@ use super::people::Principal;
 use super::{Page, PageRequest, Store, opt_i64, opt_str, paginate};
 use crate::platform::crypto::{hex, random_bytes};
 use crate::platform::error::{DbContext, StoreError, is_unique_violation};
+use crate::platform::objects::Objects;
 
 /// One audit log entry.
 #[derive(Debug, Clone)]
@@ -38,7 +39,7 @@ pub struct AuditEntry {
 pub struct PurgeReport {
     /// Database rows deleted.
     pub rows: u64,
-    /// Files deleted (already-missing files are not counted).
+    /// Recordings deleted (or found already gone).
     pub files: u64,
     /// Files that could not be deleted (their rows are kept for the next run).
     pub failed: Vec<String>,
@@ -287,9 +288,13 @@ impl Store {
         Ok(removed)
     }
 
-    /// Deletes recordings created before `older_than` (unix seconds): the file, then the row. A
-    /// file that cannot be deleted keeps its row so the next run retries.
-    pub async fn purge_recordings(&self, older_than: i64) -> Result<PurgeReport, StoreError> {
+    /// Deletes recordings created before `older_than` (unix seconds): the object, then the row.
+    /// An object that cannot be deleted keeps its row so the next run retries.
+    pub async fn purge_recordings(
+        &self,
+        older_than: i64,
+        objects: &Objects,
+    ) -> Result<PurgeReport, StoreError> {
         let rows = sqlx::query("SELECT id, path FROM recordings WHERE created_at < $1")
             .bind(older_than)
             .fetch_all(&self.pool)
@@ -299,11 +304,10 @@ impl Store {
         for row in rows {
             let id: String = row.try_get("id").ctx("reading recording")?;
             let path: String = row.try_get("path").ctx("reading recording")?;
-            match tokio::fs::remove_file(&path).await {
-                Ok(()) => report.files += 1,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            match objects.delete_location(&path).await {
+                Ok(deleted) => report.files += u64::from(deleted),
                 Err(e) => {
-                    tracing::warn!(recording = %id, path = %path, error = %e, "could not delete recording");
+                    tracing::warn!(recording = %id, path = %path, error = format!("{e:#}"), "could not delete recording");
                     report.failed.push(path);
                     continue;
                 }
@@ -325,6 +329,7 @@ impl Store {
         &self,
         applicant_id: &str,
         now: i64,
+        objects: &Objects,
     ) -> Result<PurgeReport, StoreError> {
         let actor = Principal::Applicant {
             id: applicant_id.to_string(),
@@ -385,11 +390,10 @@ impl Store {
         tx.commit().await.ctx("committing erasure")?;
         for row in recordings {
             let path: String = row.try_get("path").ctx("reading recording path")?;
-            match tokio::fs::remove_file(&path).await {
-                Ok(()) => report.files += 1,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            match objects.delete_location(&path).await {
+                Ok(deleted) => report.files += u64::from(deleted),
                 Err(e) => {
-                    tracing::warn!(path = %path, error = %e, "could not delete erased recording");
+                    tracing::warn!(path = %path, error = format!("{e:#}"), "could not delete erased recording");
                     report.failed.push(path);
                 }
             }
