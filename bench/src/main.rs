@@ -7,6 +7,7 @@
 
 mod asr;
 mod engine;
+mod failover;
 mod fixtures;
 mod live;
 mod output;
@@ -39,6 +40,9 @@ enum Command {
     /// levels: end-to-end turn latency, cut-ins, caption lag, WER, server memory and CPU, and
     /// the capacity (the largest level that stays responsive).
     Live(LiveArgs),
+    /// Two servers on one database: how long an applicant waits for their interview when the
+    /// instance running it hands it over (alive) or dies (kill -9).
+    Failover(FailoverArgs),
     /// A tiny, fast run of both (one short clip in fast mode, one engine iteration) that
     /// writes the same files under `--out DIR/asr` and `--out DIR/engine`.
     Smoke(SmokeArgs),
@@ -124,6 +128,11 @@ struct LiveArgs {
     /// NEXTMARK_LIVE_INTERVIEW_MAX_ITEMS for the spawned server.
     #[arg(long)]
     max_items: Option<usize>,
+    /// Transcribe through this OpenAI-compatible endpoint (`http://host:port/v1`) instead of
+    /// local whisper (the spawned server gets `NEXTMARK_LIVE_STT=openai`, local whisper as
+    /// its fallback).
+    #[arg(long, conflicts_with = "server")]
+    stt_url: Option<String>,
     /// Skip the unmeasured warm-up session (one turn, the shortest clip) before the levels.
     #[arg(long)]
     no_warmup: bool,
@@ -139,6 +148,29 @@ struct LiveArgs {
     #[arg(long, default_value_os_t = fixtures::workspace_root().join("bench/peers/run.sh"))]
     peer_script: PathBuf,
     /// Output directory (default: `bench/results/<UTC timestamp>-live`).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Common paths.
+    #[command(flatten)]
+    paths: fixtures::Paths,
+}
+
+/// Options of `nextmark-bench failover`.
+#[derive(Debug, Args)]
+struct FailoverArgs {
+    /// Repetitions, each with two fresh servers.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Lease length of both servers, seconds (the server's default is 10).
+    #[arg(long, default_value_t = 10)]
+    lease_secs: u64,
+    /// The shared database (default: one SQLite file opened by both).
+    #[arg(long)]
+    database_url: Option<String>,
+    /// The nextmark binary to spawn (default: next to this executable).
+    #[arg(long)]
+    nextmark: Option<PathBuf>,
+    /// Output directory (default: `bench/results/<UTC timestamp>-failover`).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Common paths.
@@ -191,6 +223,7 @@ fn main() -> Result<()> {
                 nextmark: l.nextmark,
                 stagger_s: l.stagger_s,
                 max_items: l.max_items,
+                stt_url: l.stt_url,
                 warmup: !l.no_warmup,
                 settle_max: std::time::Duration::from_secs_f64(l.settle_s.max(0.0)),
                 peer: l.peer.then(|| live::PeerSetup {
@@ -199,6 +232,17 @@ fn main() -> Result<()> {
                 }),
             };
             live::run(&l.paths, &options, &out)?;
+            eprintln!("results in {}", out.display());
+        }
+        Command::Failover(f) => {
+            let out = output::result_dir(f.out, "failover")?;
+            let options = failover::FailoverOptions {
+                runs: f.runs.max(1),
+                lease_secs: f.lease_secs,
+                database_url: f.database_url,
+                nextmark: f.nextmark,
+            };
+            failover::run(&f.paths, &options, &out)?;
             eprintln!("results in {}", out.display());
         }
         Command::Smoke(s) => smoke(&s)?,

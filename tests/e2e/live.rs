@@ -155,9 +155,30 @@ impl LiveApp {
         &self,
         interview_id: &str,
     ) -> Vec<(String, nextmark_engine::audio::DecodedAudio)> {
-        let rows = self
-            .state
-            .store
+        self.recordings_in(&self.state.store, interview_id).await
+    }
+
+    /// [`LiveApp::recordings_of`] once the server has stopped (its pool is closed): through a
+    /// connection of its own to the same database.
+    pub async fn recordings_after_stop(
+        &self,
+        interview_id: &str,
+    ) -> Vec<(String, nextmark_engine::audio::DecodedAudio)> {
+        let url = format!("sqlite://{}", self.dir.path().join("live.db").display());
+        let store = nextmark_server::platform::Store::connect(&url, 1, None)
+            .await
+            .expect("reopen the database");
+        let found = self.recordings_in(&store, interview_id).await;
+        store.close().await;
+        found
+    }
+
+    async fn recordings_in(
+        &self,
+        store: &nextmark_server::platform::Store,
+        interview_id: &str,
+    ) -> Vec<(String, nextmark_engine::audio::DecodedAudio)> {
+        let rows = store
             .recordings_for_interview(interview_id)
             .await
             .expect("recording rows");
@@ -710,7 +731,7 @@ async fn an_interview_resumes_after_a_server_restart_from_what_was_committed() {
     second.stop().await;
     // Each run kept its own recordings: the second did not overwrite the first.
     let recordings = second
-        .recordings_of(demo["interview_id"].as_str().expect("id"))
+        .recordings_after_stop(demo["interview_id"].as_str().expect("id"))
         .await;
     let locations: std::collections::BTreeSet<&str> =
         recordings.iter().map(|(l, _)| l.as_str()).collect();

@@ -8,7 +8,7 @@
 
 mod applicant;
 mod peer;
-mod server;
+pub(crate) mod server;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -66,6 +66,8 @@ pub struct LiveOptions {
     pub stagger_s: f64,
     /// `NEXTMARK_LIVE_INTERVIEW_MAX_ITEMS` for a spawned server.
     pub max_items: Option<usize>,
+    /// A remote transcription endpoint for a spawned server (`NEXTMARK_LIVE_STT_BASE_URL`).
+    pub stt_url: Option<String>,
     /// Run one unmeasured session (one turn, the shortest clip) before the levels.
     pub warmup: bool,
     /// Longest wait for the server to go idle after start-up and after the warm-up (at
@@ -615,6 +617,9 @@ async fn start_target(
         max_sessions: options.sessions.iter().sum::<usize>() + 4,
         resume_window_secs: RESUME_WINDOW_SECS,
         max_items: options.max_items,
+        stt_url: options.stt_url.clone(),
+        database_url: None,
+        extra_env: Vec::new(),
     };
     eprintln!("[live] starting {} serve --demo", binary.display());
     let mut spawned = SpawnedServer::spawn(&binary, &settings, &out.join("server.log"))?;

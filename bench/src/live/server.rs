@@ -103,6 +103,12 @@ pub struct SpawnSettings {
     pub resume_window_secs: u64,
     /// `NEXTMARK_LIVE_INTERVIEW_MAX_ITEMS`, if set.
     pub max_items: Option<usize>,
+    /// `NEXTMARK_LIVE_STT_BASE_URL` (with `NEXTMARK_LIVE_STT=openai`), if set.
+    pub stt_url: Option<String>,
+    /// A database to share with other servers (default: a fresh SQLite file of its own).
+    pub database_url: Option<String>,
+    /// More `NEXTMARK_*` variables (later ones win).
+    pub extra_env: Vec<(String, String)>,
 }
 
 impl SpawnedServer {
@@ -117,7 +123,10 @@ impl SpawnedServer {
         let mut env = BTreeMap::new();
         env.insert(
             "NEXTMARK_DATABASE_URL".to_string(),
-            format!("sqlite://{}", dir.path().join("bench.db").display()),
+            settings
+                .database_url
+                .clone()
+                .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display())),
         );
         env.insert(
             "NEXTMARK_LIVE_RECORDINGS_DIR".into(),
@@ -143,6 +152,15 @@ impl SpawnedServer {
         if let Some(n) = settings.max_items {
             env.insert("NEXTMARK_LIVE_INTERVIEW_MAX_ITEMS".into(), n.to_string());
         }
+        if let Some(url) = &settings.stt_url {
+            env.insert("NEXTMARK_LIVE_STT".into(), "openai".into());
+            env.insert("NEXTMARK_LIVE_STT_BASE_URL".into(), url.clone());
+        }
+        env.insert(
+            "NEXTMARK_STORAGE_URL".into(),
+            format!("file://{}", dir.path().join("objects").display()),
+        );
+        env.extend(settings.extra_env.iter().cloned());
         let log_file = File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let child = Command::new(binary)
             .args(["serve", "--demo", "--listen", &format!("127.0.0.1:{port}")])
@@ -162,6 +180,13 @@ impl SpawnedServer {
             log: log.to_path_buf(),
             _dir: dir,
         })
+    }
+
+    /// SIGKILL: the process dies without any shutdown path (a crashed instance).
+    pub fn kill_9(&mut self) -> Result<()> {
+        self.child.kill().context("killing the server")?;
+        self.child.wait().context("reaping the server")?;
+        Ok(())
     }
 
     /// Waits for `/healthz` to answer 200; fails early if the process exits.

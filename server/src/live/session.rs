@@ -369,7 +369,8 @@ async fn archive_report(
     }
 }
 
-/// Renews the session's lease every third of its length. Cancels `moved` when the session must
+/// Renews the session's lease every third of its length, at least every 2 s (the renewal also
+/// reads whether another instance asked for the interview, so this bounds a hand-over). Cancels `moved` when the session must
 /// stop here: another instance asked for the interview (its applicant reconnected there), or
 /// the lease was lost (this instance could not renew it in time and another may run it now).
 async fn keep_lease(
@@ -382,8 +383,9 @@ async fn keep_lease(
     let ttl = live.lease_ttl();
     let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
     let me = live.platform.instance.id.clone();
+    let every = (ttl / 3).min(Duration::from_secs(2));
     loop {
-        tokio::time::sleep(ttl / 3).await;
+        tokio::time::sleep(every).await;
         let now = super::wall_ms();
         match live
             .platform
