@@ -19,7 +19,9 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::fixtures::Paths;
-use crate::live::server::{SpawnSettings, SpawnedServer, create_interview, find_binary};
+use crate::live::server::{
+    SpawnSettings, SpawnedServer, create_interview, find_binary, random_secret,
+};
 use crate::output::{Machine, markdown_table, utc_now_rfc3339, write_summary};
 use crate::stats::Dist;
 
@@ -135,6 +137,8 @@ async fn run_async(paths: &Paths, options: &FailoverOptions, out: &Path) -> Resu
         .database_url
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", shared.path().join("shared.db").display()));
+    // Instances of one deployment share the signing secret (interview link tokens derive from it).
+    let secret = random_secret();
     let mut runs = Vec::new();
     for run in 0..options.runs {
         let settings = |id: &str| SpawnSettings {
@@ -146,6 +150,7 @@ async fn run_async(paths: &Paths, options: &FailoverOptions, out: &Path) -> Resu
             stt_url: None,
             database_url: Some(database.clone()),
             extra_env: vec![
+                ("NEXTMARK_SECRET".into(), secret.clone()),
                 ("NEXTMARK_LIVE_INSTANCE_ID".into(), format!("{id}-{run}")),
                 (
                     "NEXTMARK_LIVE_LEASE_SECS".into(),

@@ -406,3 +406,43 @@ fn live_run_writes_well_formed_results() {
     has_table(&md, "sessions");
     has_table(&md, "session");
 }
+
+#[test]
+fn failover_run_writes_well_formed_results() {
+    let Some(nextmark) = nextmark_binary() else {
+        eprintln!("SKIPPED: no nextmark binary beside the bench (`make test` builds it)");
+        return;
+    };
+    let _one = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let out = tempfile::tempdir().unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_nextmark-bench"))
+        .args(["failover", "--runs", "1", "--lease-secs", "2"])
+        .arg("--nextmark")
+        .arg(&nextmark)
+        .arg("--out")
+        .arg(out.path())
+        .status()
+        .expect("run nextmark-bench failover");
+    assert!(status.success(), "nextmark-bench failover failed: {status}");
+    let summary = json(&out.path().join("summary.json"));
+    has_keys(
+        &summary,
+        &[
+            "machine",
+            "lease_secs",
+            "database",
+            "runs",
+            "handover_s",
+            "takeover_s",
+        ],
+        "failover summary",
+    );
+    let runs = json_lines(&out.path().join("runs.jsonl"));
+    assert_eq!(runs.len(), 1);
+    let run = &runs[0];
+    has_keys(run, &["handover_s", "takeover_s"], "a run");
+    // A takeover cannot be quicker than nothing, nor wait much past the lease.
+    let takeover = run["takeover_s"].as_f64().expect("number");
+    assert!(takeover > 0.0 && takeover < 60.0, "{run}");
+    has_table(&read(&out.path().join("summary.md")), "case");
+}

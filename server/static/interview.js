@@ -655,8 +655,18 @@ function onServerError(message) {
       setConnection("This interview was opened in another window or tab. Continue there, or reload this page to continue here.", null);
       setIndicator("idle");
       break;
+    case "moved":
+      // The interview went on from another window or device (through another server).
+      state.stopped = true;
+      teardown();
+      setConnection("This interview continued in another window or on another device. Continue there, or reload this page to continue here.", null);
+      setIndicator("idle");
+      break;
     case "server_busy":
       addNote("The server is busy right now; we will keep trying.");
+      break;
+    case "live_elsewhere":
+      addNote("This interview is still open in another window or on another device; we will keep trying.");
       break;
     case "server_shutdown":
     case "shutting_down":

@@ -305,6 +305,11 @@ async fn two_instances_behind_nginx_hand_over_and_survive_kill_9() {
     let (status, report) = get_json(&format!("{proxy}/v1/interview-links/{token}/report")).await;
     assert_eq!(status, 200, "{report}");
     assert!(report["items"].as_array().is_some_and(|i| !i.is_empty()));
+    // Any instance serves the same report (b is dead: ask a directly, and the proxy).
+    let (status, direct) =
+        get_json(&format!("{}/v1/interview-links/{token}/report", a.address)).await;
+    assert_eq!(status, 200);
+    assert_eq!(direct, report);
     // Every run's recordings reached the shared object store, whichever instance wrote them.
     let rows = store
         .recordings_for_interview(&interview_id)

@@ -57,7 +57,7 @@ fn free_port() -> Result<u16> {
 }
 
 /// A random secret of 48 hex characters.
-fn random_secret() -> String {
+pub fn random_secret() -> String {
     use rand::Rng;
     let mut rng = rand::rng();
     (0..48)
@@ -165,13 +165,20 @@ impl SpawnedServer {
         let child = Command::new(binary)
             .args(["serve", "--demo", "--listen", &format!("127.0.0.1:{port}")])
             .envs(&env)
-            .env("NEXTMARK_SECRET", random_secret())
+            .env(
+                "NEXTMARK_SECRET",
+                settings
+                    .extra_env
+                    .iter()
+                    .find(|(k, _)| k == "NEXTMARK_SECRET")
+                    .map_or_else(random_secret, |(_, v)| v.clone()),
+            )
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().context("sharing the server log")?)
             .stderr(log_file)
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
-        env.insert("NEXTMARK_SECRET".into(), "(random, 48 characters)".into());
+        env.insert("NEXTMARK_SECRET".into(), "(masked)".into());
         Ok(SpawnedServer {
             pid: child.id(),
             child,

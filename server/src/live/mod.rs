@@ -289,7 +289,19 @@ impl LiveShared {
                 // The lease first, then the committed answers: whatever the previous holder
                 // committed before letting go is then visible here.
                 let lease_until_ms = self.take_lease(&interview.id).await?;
-                let committed = if interview.status == InterviewStatus::Live {
+                // Read again: the previous holder may have finished it meanwhile.
+                let status = match self.platform.store.get_interview(&interview.id).await {
+                    Ok(now) => now.status,
+                    Err(e) => {
+                        self.release_lease_later(&interview.id, lease_until_ms);
+                        return Err(AttachError::Internal(anyhow::Error::new(e)));
+                    }
+                };
+                if status == InterviewStatus::Completed {
+                    self.release_lease_later(&interview.id, lease_until_ms);
+                    return Err(AttachError::Gone);
+                }
+                let committed = if status == InterviewStatus::Live {
                     self.platform
                         .store
                         .answers(&interview.id)

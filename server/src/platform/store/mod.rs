@@ -177,10 +177,22 @@ impl Store {
             .connect_with(options)
             .await
             .with_context(|| format!("connecting to the {backend:?} database"))?;
-        migrator()?
-            .run(&pool)
-            .await
-            .context("running database migrations")?;
+        let migrator = migrator()?;
+        // Instances starting together on one SQLite file race to migrate it (PostgreSQL
+        // serialises them with an advisory lock; SQLite has none). The loser's migration fails
+        // and rolls back; running again finds it applied by the winner.
+        let mut tries = 0;
+        loop {
+            match migrator.run(&pool).await {
+                Ok(()) => break,
+                Err(e) if backend == Backend::Sqlite && tries < 5 => {
+                    tries += 1;
+                    tracing::info!(error = %e, "migrating raced another process; trying again");
+                    tokio::time::sleep(StdDuration::from_millis(200 * tries)).await;
+                }
+                Err(e) => return Err(anyhow::Error::new(e).context("running database migrations")),
+            }
+        }
         let mut store = Store {
             pool,
             backend,
