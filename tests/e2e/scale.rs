@@ -195,6 +195,11 @@ async fn two_instances_behind_nginx_hand_over_and_survive_kill_9() {
             ("NEXTMARK_LIVE_LEASE_SECS", "3".to_string()),
             ("NEXTMARK_LIVE_INSTANCE_ID", id.to_string()),
             ("NEXTMARK_LIVE_INTERVIEW_MAX_ITEMS", "4".to_string()),
+            ("NEXTMARK_ADMIN_EMAIL", "ops@example.org".to_string()),
+            (
+                "NEXTMARK_ADMIN_PASSWORD",
+                "correct horse battery staple".to_string(),
+            ),
         ]
     };
     let a = ServerProcess::start_with(&url, dir.path(), "a", a_port, &shared("a")).await;
@@ -203,6 +208,37 @@ async fn two_instances_behind_nginx_hand_over_and_survive_kill_9() {
     nginx
         .wait_ready(&format!("{proxy}/healthz"), Duration::from_secs(20))
         .await;
+
+    // A staff session opened on one instance works on the other, and both see the same
+    // reviewer queue (sessions, queues and deadlines live in the database).
+    let http = reqwest::Client::new();
+    let login: Value = http
+        .post(format!("{}/v1/auth/login", a.address))
+        .json(&json!({"email": "ops@example.org", "password": "correct horse battery staple"}))
+        .send()
+        .await
+        .expect("login on a")
+        .json()
+        .await
+        .expect("session");
+    let token = login["token"].as_str().expect("token").to_string();
+    let mut queues = Vec::new();
+    for server in [&a, &b] {
+        let reply = http
+            .get(format!("{}/v1/review/queue", server.address))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("queue");
+        assert_eq!(
+            reply.status(),
+            200,
+            "the session is known to {}",
+            server.address
+        );
+        queues.push(reply.json::<Value>().await.expect("queue json"));
+    }
+    assert_eq!(queues[0], queues[1]);
 
     // Both instances report themselves ready and idle.
     for (server, id) in [(&a, "a"), (&b, "b")] {
@@ -225,13 +261,13 @@ async fn two_instances_behind_nginx_hand_over_and_survive_kill_9() {
     let interview_id = demo["interview_id"].as_str().expect("id").to_string();
     let proxied_ws = demo["ws_url"].as_str().expect("ws_url").to_string();
     assert!(proxied_ws.contains(&proxy_port.to_string()), "{proxied_ws}");
-    let token = proxied_ws
+    let link = proxied_ws
         .split("/interview-links/")
         .nth(1)
         .and_then(|r| r.split('/').next())
         .expect("token")
         .to_string();
-    let mut client = WsClient::connect(&a.ws_url(&token)).await;
+    let mut client = WsClient::connect(&a.ws_url(&link)).await;
     client.hello_pcm(Some(Value::Null)).await;
     let intro = next_question(&mut client, Duration::from_secs(30)).await;
     let current = type_answers(&mut client, intro, 2, 0).await;
@@ -243,7 +279,7 @@ async fn two_instances_behind_nginx_hand_over_and_survive_kill_9() {
     // reconnect reaches B. A is alive and holds the lease; it hands the interview over.
     drop(client);
     let asked_at = Instant::now();
-    let mut client = WsClient::connect(&b.ws_url(&token)).await;
+    let mut client = WsClient::connect(&b.ws_url(&link)).await;
     client.hello_pcm(Some(Value::Null)).await;
     let ready = client.expect("ready", Duration::from_secs(15)).await;
     assert_eq!(ready["resumed"], true, "{ready}");
@@ -302,12 +338,12 @@ async fn two_instances_behind_nginx_hand_over_and_survive_kill_9() {
     }
     let seqs: Vec<i64> = all.iter().map(|a| a.seq).collect();
     assert_eq!(seqs, (0..all.len() as i64).collect::<Vec<_>>(), "no gaps");
-    let (status, report) = get_json(&format!("{proxy}/v1/interview-links/{token}/report")).await;
+    let (status, report) = get_json(&format!("{proxy}/v1/interview-links/{link}/report")).await;
     assert_eq!(status, 200, "{report}");
     assert!(report["items"].as_array().is_some_and(|i| !i.is_empty()));
     // Any instance serves the same report (b is dead: ask a directly, and the proxy).
     let (status, direct) =
-        get_json(&format!("{}/v1/interview-links/{token}/report", a.address)).await;
+        get_json(&format!("{}/v1/interview-links/{link}/report", a.address)).await;
     assert_eq!(status, 200);
     assert_eq!(direct, report);
     // Every run's recordings reached the shared object store, whichever instance wrote them.
@@ -448,6 +484,7 @@ async fn remote_transcription_runs_the_interview_and_local_whisper_takes_over_wh
     client.hello_pcm(None).await;
     let mut event = client.expect("question", Duration::from_secs(30)).await;
     let mut answered = 0;
+    let mut fell_before_kill = u64::MAX;
     while event["type"] == "question" {
         let id = event["id"].as_str().expect("id").to_string();
         if id == "closing" {
@@ -471,13 +508,12 @@ async fn remote_transcription_runs_the_interview_and_local_whisper_takes_over_wh
                 done >= 2,
                 "the endpoint transcribed the first answers ({done})"
             );
-            assert_eq!(
-                remote
-                    .stats()
-                    .fell_back
-                    .load(std::sync::atomic::Ordering::Relaxed),
-                0
-            );
+            // (Under a loaded machine a slow request may already have fallen back: count from
+            // here.)
+            fell_before_kill = remote
+                .stats()
+                .fell_back
+                .load(std::sync::atomic::Ordering::Relaxed);
             stt.service.kill_9();
         }
         let speech = voice(&answer_for(&rubric, &id), 16_000).await;
@@ -493,7 +529,10 @@ async fn remote_transcription_runs_the_interview_and_local_whisper_takes_over_wh
         .stats()
         .fell_back
         .load(std::sync::atomic::Ordering::Relaxed);
-    assert!(fell_back >= 1, "local whisper took over after the kill");
+    assert!(
+        fell_before_kill != u64::MAX && fell_back > fell_before_kill,
+        "local whisper took over after the kill ({fell_before_kill} → {fell_back})"
+    );
     // Every answer was committed with text, those after the kill included.
     let answers = app
         .state
