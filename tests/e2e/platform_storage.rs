@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use nextmark_server::platform::StoreError;
-use nextmark_server::platform::store::Backend;
+use nextmark_server::platform::store::{Backend, LeaseRenewal, LeaseTry};
 use reqwest::Method;
 use serde_json::json;
 use time::Duration;
@@ -23,6 +23,7 @@ platform_test!(
     pagination_walks_every_page,
     new_document_versions_need_new_acceptance,
     payouts_are_every_friday_after_seven_days,
+    interview_leases_go_to_one_instance_at_a_time,
 );
 
 async fn database_is_migrated_and_sqlite_uses_wal(app: TestApp) {
@@ -688,4 +689,108 @@ async fn payouts_are_every_friday_after_seven_days(app: TestApp) {
     assert_eq!(later.body["payouts"][0]["status"], "due");
     assert_eq!(later.body["payouts"][1]["amount_cents"], 3000);
     assert_eq!(later.body["next_payout_date"], "2025-01-17");
+}
+
+async fn interview_leases_go_to_one_instance_at_a_time(app: TestApp) {
+    let store = &app.state.store;
+    let id = store
+        .create_interview(None, "law", app.now())
+        .await
+        .expect("interview")
+        .interview
+        .id;
+    let t = 1_000_000;
+    // Free: a takes it; a again renews it; b is told who holds it and for how long.
+    assert_eq!(
+        store.try_lease(&id, "a", t, 10_000).await.expect("try"),
+        LeaseTry::Acquired
+    );
+    assert_eq!(
+        store.try_lease(&id, "a", t + 1, 10_000).await.expect("try"),
+        LeaseTry::Acquired,
+        "the holder takes its own lease again (a restarted instance)"
+    );
+    assert_eq!(
+        store
+            .try_lease(&id, "b", t + 2_000, 10_000)
+            .await
+            .expect("try"),
+        LeaseTry::HeldBy {
+            owner: "a".into(),
+            expires_in_ms: 8_001
+        }
+    );
+    // b asks for it; a's renewal says so.
+    store.want_lease(&id, "b").await.expect("want");
+    store
+        .want_lease(&id, "a")
+        .await
+        .expect("the holder asking itself is a no-op");
+    assert_eq!(
+        store
+            .renew_lease(&id, "a", t + 3_000, 10_000)
+            .await
+            .expect("renew"),
+        LeaseRenewal::Held {
+            wanted_by: Some("b".into())
+        }
+    );
+    // A release with an expiry the holder no longer wrote leaves the lease alone.
+    store.release_lease(&id, "a", t + 1).await.expect("release");
+    assert!(matches!(
+        store
+            .try_lease(&id, "b", t + 4_000, 10_000)
+            .await
+            .expect("try"),
+        LeaseTry::HeldBy { .. }
+    ));
+    // Released as last written: b takes it at once, and the wish is cleared.
+    store
+        .release_lease(&id, "a", t + 13_000)
+        .await
+        .expect("release");
+    assert_eq!(
+        store
+            .try_lease(&id, "b", t + 5_000, 10_000)
+            .await
+            .expect("try"),
+        LeaseTry::Acquired
+    );
+    assert_eq!(
+        store
+            .renew_lease(&id, "b", t + 6_000, 10_000)
+            .await
+            .expect("renew"),
+        LeaseRenewal::Held { wanted_by: None }
+    );
+    // a, never renewing again, has lost it; once b's lapses, a may take it back.
+    assert_eq!(
+        store
+            .renew_lease(&id, "a", t + 6_000, 10_000)
+            .await
+            .expect("renew"),
+        LeaseRenewal::Lost
+    );
+    assert!(matches!(
+        store
+            .try_lease(&id, "a", t + 15_999, 10_000)
+            .await
+            .expect("try"),
+        LeaseTry::HeldBy { .. }
+    ));
+    assert_eq!(
+        store
+            .try_lease(&id, "a", t + 16_001, 10_000)
+            .await
+            .expect("try"),
+        LeaseTry::Acquired,
+        "a lapsed lease goes to whoever asks"
+    );
+    assert_eq!(
+        store
+            .renew_lease(&id, "b", t + 16_002, 10_000)
+            .await
+            .expect("renew"),
+        LeaseRenewal::Lost
+    );
 }

@@ -119,6 +119,42 @@ async fn type_answers(
     question
 }
 
+/// The `completed` event that follows the closing words (it may have been read already).
+async fn wait_completed(client: &mut WsClient) -> Value {
+    match client.seen.iter().find(|e| e["type"] == "completed") {
+        Some(done) => done.clone(),
+        None => client.expect("completed", Duration::from_secs(30)).await,
+    }
+}
+
+/// Types answers from `question` on until the interview completes; returns `completed`.
+async fn type_until_completed(client: &mut WsClient, mut question: Value, n0: usize) -> Value {
+    for n in n0..n0 + 30 {
+        if question["type"] == "completed" {
+            return question;
+        }
+        if question["id"] == "closing" {
+            return wait_completed(client).await;
+        }
+        let id = question["id"].as_str().expect("question id").to_string();
+        client
+            .json(json!({"type": "text", "text": typed_answer(&id, n)}))
+            .await;
+        question = next_question(client, Duration::from_secs(30)).await;
+    }
+    panic!("the interview does not end: {:?}", client.seen)
+}
+
+/// A fetched text document (metrics).
+async fn get_text(url: &str) -> String {
+    reqwest::get(url)
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("text")
+}
+
 /// The instance holding an interview's lease, if any.
 async fn lease_owner(url: &str, interview_id: &str) -> Option<String> {
     let pool = sqlx::postgres::PgPool::connect(url).await.expect("connect");
@@ -319,18 +355,8 @@ async fn two_instances_behind_nginx_hand_over_and_survive_kill_9() {
     );
 
     // It goes on to the end through the proxy; nothing committed before is lost.
-    let mut question = again;
-    let mut n = 20;
-    while question["type"] == "question" {
-        let id = question["id"].as_str().expect("id").to_string();
-        client
-            .json(json!({"type": "text", "text": typed_answer(&id, n)}))
-            .await;
-        n += 1;
-        assert!(n < 40, "the interview does not end: {:?}", client.seen);
-        question = next_question(&mut client, Duration::from_secs(30)).await;
-    }
-    assert_eq!(question["type"], "completed");
+    let done = type_until_completed(&mut client, again, 20).await;
+    assert_eq!(done["type"], "completed");
     let all = store.answers(&interview_id).await.expect("answers");
     assert!(all.len() > before.len());
     for (kept, was) in all.iter().zip(&before) {
@@ -360,12 +386,7 @@ async fn two_instances_behind_nginx_hand_over_and_survive_kill_9() {
         );
     }
     assert_eq!(lease_owner(&url, &interview_id).await, None, "released");
-    let metrics = reqwest::get(format!("{}/metrics", a.address))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = get_text(&format!("{}/metrics", a.address)).await;
     assert!(
         metrics.contains("nextmark_lease_takeovers_total 1"),
         "A took one interview over: {metrics}"
@@ -419,6 +440,12 @@ async fn new_interviews_past_capacity_are_refused_before_the_socket_opens() {
     back.hello_pcm(Some(Value::Null)).await;
     let ready = back.expect("ready", Duration::from_secs(20)).await;
     assert_eq!(ready["resumed"], true);
+    // A draining instance tells the balancer to stop sending it work.
+    app.state.instance.start_draining();
+    let (status, health) = get_json(&format!("{}/healthz", app.address)).await;
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(health["status"], "draining");
+    assert_eq!(health["accepting_interviews"], false);
     app.stop().await;
 }
 
@@ -433,7 +460,7 @@ impl SttServer {
     async fn start(dir: &Path) -> SttServer {
         let home = services_home();
         let program = home.join("services-venv/bin/faster-whisper-server");
-        let model = home.join("stt-model");
+        let model = home.join("peer-model");
         let port = free_port().to_string();
         let mut service = Service::start(
             &program,
@@ -489,10 +516,7 @@ async fn remote_transcription_runs_the_interview_and_local_whisper_takes_over_wh
         let id = event["id"].as_str().expect("id").to_string();
         if id == "closing" {
             // `completed` follows the closing words; it may have come in the same batch.
-            event = match client.seen.iter().find(|e| e["type"] == "completed") {
-                Some(done) => done.clone(),
-                None => client.expect("completed", Duration::from_secs(30)).await,
-            };
+            event = wait_completed(&mut client).await;
             break;
         }
         if event.get("audio").is_some_and(|a| !a.is_null()) {
@@ -551,12 +575,7 @@ async fn remote_transcription_runs_the_interview_and_local_whisper_takes_over_wh
             .any(|w| heard.contains(w)),
         "consent transcribed by the endpoint: {heard}"
     );
-    let metrics = reqwest::get(format!("{}/metrics", app.address))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = get_text(&format!("{}/metrics", app.address)).await;
     assert!(
         metrics.contains(&format!("nextmark_stt_fallbacks_total {fell_back}")),
         "{metrics}"
@@ -752,25 +771,8 @@ async fn recordings_and_reports_round_trip_through_an_s3_server() {
     // Consent is spoken (so the applicant track holds speech), the rest typed.
     client.json(json!({"type": "playback_ended"})).await;
     let consent = voice("Yes, I agree to continue.", 16_000).await;
-    let (mut question, _) =
-        speak_until_next(&mut client, &consent, 2.0, Duration::from_secs(60)).await;
-    let mut n = 0;
-    while question["type"] == "question" {
-        if question["id"] == "closing" {
-            question = match client.seen.iter().find(|e| e["type"] == "completed") {
-                Some(done) => done.clone(),
-                None => client.expect("completed", Duration::from_secs(30)).await,
-            };
-            break;
-        }
-        let id = question["id"].as_str().expect("id").to_string();
-        client
-            .json(json!({"type": "text", "text": typed_answer(&id, n)}))
-            .await;
-        n += 1;
-        assert!(n < 10, "{:?}", client.seen);
-        question = next_question(&mut client, Duration::from_secs(30)).await;
-    }
+    let (question, _) = speak_until_next(&mut client, &consent, 2.0, Duration::from_secs(60)).await;
+    let question = type_until_completed(&mut client, question, 0).await;
     assert_eq!(question["type"], "completed", "{:?}", client.seen);
     let recordings = app.recordings_of(&interview_id).await;
     assert_eq!(recordings.len(), 2, "both tracks");
@@ -798,5 +800,88 @@ async fn recordings_and_reports_round_trip_through_an_s3_server() {
         .await
         .expect("object under the prefix");
     assert!(raw.starts_with(b"OggS"), "an Ogg file");
+    app.stop().await;
+}
+
+/// Opens a demo interview on `app`, says hello and types the consent; returns the client, the
+/// interview id and the question then asked.
+async fn start_typed(app: &crate::live::LiveApp) -> (WsClient, String, Value) {
+    let demo = app.demo("law").await;
+    let id = demo["interview_id"].as_str().expect("id").to_string();
+    let mut client = WsClient::connect(demo["ws_url"].as_str().expect("url")).await;
+    client.hello_pcm(None).await;
+    let intro = next_question(&mut client, Duration::from_secs(30)).await;
+    client.json(json!({"type": "playback_ended"})).await;
+    // A second of room tone, so the applicant's track holds audio.
+    client.pcm(&vec![0.0; 16_000]).await;
+    let next = type_answers(&mut client, intro, 1, 0).await;
+    (client, id, next)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_whose_lease_was_taken_stops_and_says_so() {
+    let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+    let mut app = spawn_live_with(Some(dir.clone()), LiveOptions::default(), |s| {
+        s.lease_secs = 3;
+    })
+    .await
+    .expect("server");
+    let (mut client, id, _) = start_typed(&app).await;
+    // Another instance took the lease (as if this one had been cut off from the database
+    // longer than the lease): at its next renewal the session stops instead of running on.
+    let db = sqlx::sqlite::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("live.db").display()
+    ))
+    .await
+    .expect("open the database");
+    let stolen = sqlx::query(
+        "UPDATE interview_leases SET owner = 'elsewhere', expires_at_ms = expires_at_ms + 60000 \
+         WHERE interview_id = $1",
+    )
+    .bind(&id)
+    .execute(&db)
+    .await
+    .expect("take the lease");
+    assert_eq!(stolen.rows_affected(), 1, "the session held a lease");
+    let error = client.expect("error", Duration::from_secs(10)).await;
+    assert_eq!(error["code"], "moved", "{error}");
+    assert_eq!(error["fatal"], true);
+    // The other holder's lease is left alone.
+    let owner: (String,) =
+        sqlx::query_as("SELECT owner FROM interview_leases WHERE interview_id = $1")
+            .bind(&id)
+            .fetch_one(&db)
+            .await
+            .expect("lease");
+    assert_eq!(owner.0, "elsewhere");
+    db.close().await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_that_cannot_be_stored_stays_in_the_spool() {
+    let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+    let mut app = spawn_live_with(Some(dir.clone()), LiveOptions::default(), |s| {
+        s.interview_max_items = Some(1);
+    })
+    .await
+    .expect("server");
+    // The store passed its start-up probe; now nothing can be written under recordings/.
+    std::fs::write(dir.path().join("objects").join("recordings"), b"in the way")
+        .expect("block the folder");
+    let (mut client, id, question) = start_typed(&app).await;
+    let done = type_until_completed(&mut client, question, 1).await;
+    assert_eq!(done["type"], "completed");
+    let recordings = app.recordings_of(&id).await;
+    assert_eq!(recordings.len(), 2, "both tracks registered");
+    for (location, audio) in &recordings {
+        assert!(
+            location.starts_with(&app.recordings.display().to_string()),
+            "kept in the spool and registered by its path: {location}"
+        );
+        assert!(std::path::Path::new(location).exists(), "{location}");
+        assert!(audio.duration_s() > 0.0, "{location}");
+    }
     app.stop().await;
 }

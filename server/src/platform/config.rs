@@ -269,6 +269,41 @@ mod tests {
     }
 
     #[test]
+    fn scale_out_settings_come_from_the_environment_and_are_checked() {
+        let config = PlatformConfig::default()
+            .with_env(vars(&[
+                ("NEXTMARK_STORAGE_URL", "s3://bucket/prefix"),
+                ("NEXTMARK_STORAGE_S3_ENDPOINT", "http://127.0.0.1:9000"),
+                ("NEXTMARK_STORAGE_S3_ACCESS_KEY_ID", "id"),
+                ("NEXTMARK_STORAGE_S3_SECRET_ACCESS_KEY", "secret"),
+                ("NEXTMARK_LIVE_STT", "openai"),
+                ("NEXTMARK_LIVE_STT_BASE_URL", "http://gpu:8000/v1"),
+                ("NEXTMARK_LIVE_STT_FALLBACK", "false"),
+                ("NEXTMARK_LIVE_INSTANCE_ID", "a"),
+                ("NEXTMARK_LIVE_LEASE_SECS", "5"),
+            ]))
+            .expect("valid");
+        assert_eq!(config.storage.url, "s3://bucket/prefix");
+        assert_eq!(config.live.stt, crate::live::config::SttBackend::Openai);
+        assert!(!config.live.stt_fallback);
+        assert_eq!(config.live.instance_id.as_deref(), Some("a"));
+        assert_eq!(config.live.lease_secs, 5);
+        for (bad, says) in [
+            (vec![("NEXTMARK_STORAGE_URL", "ftp://x")], "file:// or s3://"),
+            (vec![("NEXTMARK_LIVE_STT", "whisper")], "expected local or openai"),
+            (vec![("NEXTMARK_LIVE_STT", "openai")], "needs live.stt_base_url"),
+            (vec![("NEXTMARK_LIVE_STT_FALLBACK", "maybe")], "expected true or false"),
+            (vec![("NEXTMARK_LIVE_LEASE_SECS", "1")], "lease_secs must be at least 2"),
+            (vec![("NEXTMARK_LIVE_INSTANCE_ID", " ")], "instance_id"),
+        ] {
+            let err = PlatformConfig::default()
+                .with_env(vars(&bad))
+                .expect_err("refused");
+            assert!(format!("{err:#}").contains(says), "{bad:?}: {err:#}");
+        }
+    }
+
+    #[test]
     fn secrets_never_print() {
         let config = PlatformConfig {
             secret: Some(Secret::new("super-secret-value-that-is-long-enough")),
