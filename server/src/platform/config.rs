@@ -289,11 +289,26 @@ mod tests {
         assert_eq!(config.live.instance_id.as_deref(), Some("a"));
         assert_eq!(config.live.lease_secs, 5);
         for (bad, says) in [
-            (vec![("NEXTMARK_STORAGE_URL", "ftp://x")], "file:// or s3://"),
-            (vec![("NEXTMARK_LIVE_STT", "whisper")], "expected local or openai"),
-            (vec![("NEXTMARK_LIVE_STT", "openai")], "needs live.stt_base_url"),
-            (vec![("NEXTMARK_LIVE_STT_FALLBACK", "maybe")], "expected true or false"),
-            (vec![("NEXTMARK_LIVE_LEASE_SECS", "1")], "lease_secs must be at least 2"),
+            (
+                vec![("NEXTMARK_STORAGE_URL", "ftp://x")],
+                "file:// or s3://",
+            ),
+            (
+                vec![("NEXTMARK_LIVE_STT", "whisper")],
+                "expected local or openai",
+            ),
+            (
+                vec![("NEXTMARK_LIVE_STT", "openai")],
+                "needs live.stt_base_url",
+            ),
+            (
+                vec![("NEXTMARK_LIVE_STT_FALLBACK", "maybe")],
+                "expected true or false",
+            ),
+            (
+                vec![("NEXTMARK_LIVE_LEASE_SECS", "1")],
+                "lease_secs must be at least 2",
+            ),
             (vec![("NEXTMARK_LIVE_INSTANCE_ID", " ")], "instance_id"),
         ] {
             let err = PlatformConfig::default()
