@@ -11,7 +11,7 @@ use nextmark_engine::asr::WhisperModel;
 use nextmark_engine::asr::driver::{DriveOptions, transcribe_stream};
 use nextmark_engine::asr::pool::{PoolConfig, WorkerPool};
 use nextmark_engine::audio::{DecodeLimits, decode_file};
-use nextmark_engine::model::{convert_ct2_dir, verify_ggml};
+use nextmark_engine::model::{WeightFormat, convert_ct2_dir, verify_ggml};
 use nextmark_engine::rubric;
 use serde_json::json;
 
@@ -136,6 +136,25 @@ pub enum Command {
     },
 }
 
+/// `--weights` of `model convert`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WeightsArg {
+    /// Half floats.
+    F16,
+    /// ggml Q8_0.
+    #[value(name = "q8_0")]
+    Q8_0,
+}
+
+impl From<WeightsArg> for WeightFormat {
+    fn from(w: WeightsArg) -> Self {
+        match w {
+            WeightsArg::F16 => WeightFormat::F16,
+            WeightsArg::Q8_0 => WeightFormat::Q8_0,
+        }
+    }
+}
+
 /// Model subcommands.
 #[derive(Debug, Subcommand)]
 pub enum ModelAction {
@@ -151,6 +170,10 @@ pub enum ModelAction {
         ct2_dir: PathBuf,
         /// Output ggml file.
         out: PathBuf,
+        /// How to store the weight matrices: `f16` (as the source) or `q8_0` (8-bit, about
+        /// half the size, faster on CPUs with 8-bit dot products).
+        #[arg(long, value_enum, default_value_t = WeightsArg::F16)]
+        weights: WeightsArg,
     },
     /// Check a ggml model file and print its header.
     Verify {
@@ -339,8 +362,12 @@ fn model(action: ModelAction) -> Result<()> {
             );
             println!("{}", path.display());
         }
-        ModelAction::Convert { ct2_dir, out } => {
-            let summary = convert_ct2_dir(&ct2_dir, &out)?;
+        ModelAction::Convert {
+            ct2_dir,
+            out,
+            weights,
+        } => {
+            let summary = convert_ct2_dir(&ct2_dir, &out, weights.into())?;
             eprintln!(
                 "wrote {}: {} tensors, {} bytes",
                 out.display(),

