@@ -43,14 +43,19 @@ pub struct AsrOptions {
     pub threads: Option<usize>,
     /// Emit partial captions.
     pub partials: bool,
+    /// Let a final that finds the pool idle use every core ([`PoolConfig::boost_idle_finals`]).
+    pub boost_idle_finals: bool,
     /// Prompt the decoder with the discipline's glossary.
     pub glossary: bool,
+    /// Prompt the decoder with the glossary terms of the clip's item, as the live server does
+    /// (`Rubric::item_prompt`, at most 100 characters).
+    pub item_prompt: bool,
 }
 
 /// How [`ClipResult::rtf`] is defined in realtime mode.
-const RTF_REALTIME: &str = "decode compute / audio: the summed whisper time of every decode \
-     the pool ran for the clip (finals and partials, each counted once) over the clip's audio \
-     seconds; wall time is pinned to the audio clock in this mode";
+const RTF_REALTIME: &str = "decode compute / audio: the summed whisper CPU time (wall time × \
+     threads) of every decode the pool ran for the clip (finals and partials, each counted \
+     once) over the clip's audio seconds; wall time is pinned to the audio clock in this mode";
 /// How [`ClipResult::rtf`] is defined in fast mode.
 const RTF_FAST: &str = "wall / audio: the clip's drive wall time over its audio seconds";
 
@@ -61,8 +66,12 @@ pub struct DecodeRecord {
     pub kind: &'static str,
     /// Length of the audio decoded, seconds.
     pub audio_s: f64,
-    /// whisper time of the decode, seconds (0 when dropped).
+    /// whisper wall time of the decode, seconds (0 when dropped).
     pub compute_s: f64,
+    /// Threads it ran on (more than one worker's when it found the pool idle).
+    pub threads: usize,
+    /// CPU time: `compute_s × threads`.
+    pub cpu_s: f64,
     /// Time the job waited in the pool's queue, seconds (0 when dropped).
     pub queued_s: f64,
     /// When the result came back, seconds since the clip's drive started.
@@ -116,9 +125,9 @@ impl Transcriber for Metered<'_> {
         let log = Arc::clone(&self.log);
         let started = self.started;
         let wrapped: Reply = Box::new(move |result| {
-            let (compute_s, queued_s) = match &result {
-                Ok(o) => (o.compute.as_secs_f64(), o.queued.as_secs_f64()),
-                Err(_) => (0.0, 0.0),
+            let (compute_s, queued_s, threads) = match &result {
+                Ok(o) => (o.compute.as_secs_f64(), o.queued.as_secs_f64(), o.threads),
+                Err(_) => (0.0, 0.0, 0),
             };
             let record = DecodeRecord {
                 kind: match kind {
@@ -127,6 +136,8 @@ impl Transcriber for Metered<'_> {
                 },
                 audio_s,
                 compute_s,
+                threads,
+                cpu_s: compute_s * threads as f64,
                 queued_s,
                 done_at_wall_s: started.elapsed().as_secs_f64(),
                 dropped: matches!(result, Err(AsrError::Dropped)),
@@ -288,11 +299,11 @@ fn lags(events: &[TimedEvent], last_voiced_s: Option<f64>) -> Lags {
 impl ClipResult {
     fn new(clip: &Clip, run: &StreamRun, decodes: &[DecodeRecord], realtime: bool) -> Self {
         let audio_s = run.audio_s.max(f64::MIN_POSITIVE);
-        let decode_compute_s: f64 = decodes.iter().map(|d| d.compute_s).sum();
+        let decode_compute_s: f64 = decodes.iter().map(|d| d.cpu_s).sum();
         let final_compute_s: f64 = decodes
             .iter()
             .filter(|d| d.kind == "final")
-            .map(|d| d.compute_s)
+            .map(|d| d.cpu_s)
             .sum();
         let wall_rtf = run.wall_s / audio_s;
         let decode_rtf = decode_compute_s / audio_s;
@@ -397,6 +408,8 @@ pub struct PoolSummary {
     pub workers: usize,
     /// whisper threads per worker.
     pub threads_per_worker: usize,
+    /// Whether a final that finds the pool idle runs on every core.
+    pub boost_idle_finals: bool,
 }
 
 /// `summary.json` of an `asr` run.
@@ -422,6 +435,8 @@ pub struct AsrSummary {
     pub partials: bool,
     /// The decoder had the discipline glossary as a prompt.
     pub glossary: bool,
+    /// The decoder had the glossary terms of the clip's item as a prompt.
+    pub item_prompt: bool,
     /// Where it ran.
     pub machine: Machine,
     /// Over all clips.
@@ -491,12 +506,25 @@ pub fn run(paths: &Paths, options: &AsrOptions, out: &Path) -> Result<()> {
         .with_context(|| format!("loading the Whisper model {}", model_path.display()))?;
     let config = pool_config(options);
     let pool = WorkerPool::start(&model, config).context("starting the whisper worker pool")?;
-    let glossaries = if options.glossary {
-        rubric::load_dir(&paths.rubrics)
-            .with_context(|| format!("loading rubrics from {}", paths.rubrics.display()))?
-            .into_iter()
-            .map(|r| (r.id.clone(), r.glossary_prompt()))
-            .collect()
+    // Prompts by discipline id (whole glossary) or by item id (the item's terms).
+    let glossaries = if options.glossary || options.item_prompt {
+        let rubrics = rubric::load_dir(&paths.rubrics)
+            .with_context(|| format!("loading rubrics from {}", paths.rubrics.display()))?;
+        if options.item_prompt {
+            rubrics
+                .iter()
+                .flat_map(|r| {
+                    r.items
+                        .iter()
+                        .filter_map(|item| Some((item.id.clone(), r.item_prompt(item, 100)?)))
+                })
+                .collect()
+        } else {
+            rubrics
+                .iter()
+                .map(|r| (r.id.clone(), r.glossary_prompt()))
+                .collect()
+        }
     } else {
         BTreeMap::new()
     };
@@ -520,9 +548,11 @@ pub fn run(paths: &Paths, options: &AsrOptions, out: &Path) -> Result<()> {
         pool: PoolSummary {
             workers: config.workers,
             threads_per_worker: config.threads_per_worker,
+            boost_idle_finals: config.boost_idle_finals,
         },
         partials: options.partials,
         glossary: options.glossary,
+        item_prompt: options.item_prompt,
         machine: Machine::detect(),
         overall,
         clips: results,
@@ -564,10 +594,13 @@ fn run_clips(
             ..DriveOptions::default()
         };
         drive.stream.partials = options.partials;
-        drive.stream.prompt = clip
-            .discipline
-            .as_ref()
-            .and_then(|d| glossaries.get(d))
+        let key = if options.item_prompt {
+            clip.item_id.as_ref()
+        } else {
+            clip.discipline.as_ref()
+        };
+        drive.stream.prompt = key
+            .and_then(|k| glossaries.get(k))
             .map(|g| Arc::from(g.as_str()));
         let metered = Metered::new(pool);
         let run = transcribe_stream(&metered, &audio, &drive)
@@ -619,6 +652,7 @@ fn pool_config(options: &AsrOptions) -> PoolConfig {
     if let Some(threads) = options.threads {
         config.threads_per_worker = threads.max(1);
     }
+    config.boost_idle_finals = options.boost_idle_finals;
     config
 }
 
@@ -633,8 +667,8 @@ fn p50_p95(d: Option<Dist>) -> String {
 pub fn markdown(s: &AsrSummary) -> String {
     let mut md = format!(
         "# nextmark-bench asr ({mode})\n\n\
-         Started {started}, {n} clip(s), model `{model}`, {w} worker(s) × {t} thread(s), \
-         partials {partials}, glossary prompt {glossary}.\n{machine}\n\n\
+         Started {started}, {n} clip(s), model `{model}`, {w} worker(s) × {t} thread(s) \
+         (idle-pool finals on every core: {boost}), partials {partials}, glossary prompt {glossary}, item prompt {item_prompt}.\n{machine}\n\n\
          RTF = {rtf}. Lags in seconds (realtime mode only): partial = shown − end of the audio \
          it covers; final = shown − utterance end; end-of-answer = last final with text − \
          `last_voiced_s`.\n\n",
@@ -644,8 +678,14 @@ pub fn markdown(s: &AsrSummary) -> String {
         model = s.model.display(),
         w = s.pool.workers,
         t = s.pool.threads_per_worker,
+        boost = if s.pool.boost_idle_finals {
+            "yes"
+        } else {
+            "no"
+        },
         partials = if s.partials { "on" } else { "off" },
         glossary = if s.glossary { "on" } else { "off" },
+        item_prompt = if s.item_prompt { "on" } else { "off" },
         machine = s.machine.markdown(),
         rtf = s.rtf_definition,
     );

@@ -70,9 +70,16 @@ struct AsrArgs {
     /// No partial captions: finals only.
     #[arg(long)]
     no_partials: bool,
-    /// Give the decoder the discipline rubric's glossary as a vocabulary prompt.
+    /// A final that finds the pool idle runs on every core (`PoolConfig::boost_idle_finals`,
+    /// the server's `live.asr_boost_idle_finals`); off by default, as in the server.
     #[arg(long)]
+    boost_idle_finals: bool,
+    /// Give the decoder the discipline rubric's glossary as a vocabulary prompt.
+    #[arg(long, conflicts_with = "item_prompt")]
     glossary: bool,
+    /// Give the decoder the glossary terms of the clip's item (as the live server does).
+    #[arg(long)]
+    item_prompt: bool,
     /// Output directory (default: `bench/results/<UTC timestamp>-asr`).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -200,7 +207,9 @@ fn main() -> Result<()> {
                 workers: a.workers,
                 threads: a.threads,
                 partials: !a.no_partials,
+                boost_idle_finals: a.boost_idle_finals,
                 glossary: a.glossary,
+                item_prompt: a.item_prompt,
             };
             asr::run(&a.paths, &options, &out)?;
             eprintln!("results in {}", out.display());
@@ -264,7 +273,9 @@ fn smoke(args: &SmokeArgs) -> Result<()> {
         workers: None,
         threads: None,
         partials: true,
+        boost_idle_finals: false,
         glossary: false,
+        item_prompt: false,
     };
     asr::run(&args.paths, &options, &asr_out)?;
     let engine_out = output::result_dir(Some(args.out.join("engine")), "engine")?;

@@ -583,7 +583,9 @@ impl GgmlTensor {
     fn storage(&self, weights: WeightFormat) -> TensorType {
         match (self.f16, weights) {
             (false, _) => TensorType::F32,
-            (true, WeightFormat::Q8_0) if self.dims.len() == 2 && self.dims[1] % Q8_BLOCK == 0 => {
+            (true, WeightFormat::Q8_0)
+                if self.dims.len() == 2 && self.dims[1].is_multiple_of(Q8_BLOCK) =>
+            {
                 TensorType::Q8_0
             }
             (true, _) => TensorType::F16,

@@ -520,6 +520,73 @@ impl Rubric {
     pub fn glossary_prompt(&self) -> String {
         self.glossary.join(", ")
     }
+
+    /// A short transcriber prompt for answers to `item`: the glossary terms that the item's
+    /// own text uses (its wording, key concepts and their aliases, level descriptors, red
+    /// flags, probes), in glossary order, joined with ", " up to `max_chars` characters; `None`
+    /// when the item uses none.
+    ///
+    /// Why not the whole glossary: whisper.cpp computes the vocabulary logits of every prompt
+    /// token, so a 60-term glossary (~200 tokens) adds ~0.15 s of decoding on one core and
+    /// ~80 MB of buffers per decoder to every utterance, while the terms an answer needs are the
+    /// question's own.
+    pub fn item_prompt(&self, item: &Item, max_chars: usize) -> Option<String> {
+        let mut text = format!("{} {}", item.prompt, item.rephrasing);
+        for level in &item.levels {
+            text.push(' ');
+            text.push_str(level);
+        }
+        for concept in &item.concepts {
+            text.push(' ');
+            text.push_str(&concept.term);
+            for alias in &concept.aliases {
+                text.push(' ');
+                text.push_str(alias);
+            }
+        }
+        for flag in &item.red_flags {
+            text.push(' ');
+            text.push_str(&flag.claim);
+        }
+        for probe in &item.probes {
+            text.push(' ');
+            text.push_str(&probe.text);
+        }
+        let haystack = format!(" {} ", words_only(&text));
+        let mut prompt = String::new();
+        for term in &self.glossary {
+            let needle = words_only(term);
+            if needle.is_empty() || !haystack.contains(&format!(" {needle} ")) {
+                continue;
+            }
+            let extra = if prompt.is_empty() { 0 } else { 2 } + term.chars().count();
+            if prompt.chars().count() + extra > max_chars {
+                break;
+            }
+            if !prompt.is_empty() {
+                prompt.push_str(", ");
+            }
+            prompt.push_str(term);
+        }
+        (!prompt.is_empty()).then_some(prompt)
+    }
+}
+
+/// Lower-case words separated by single spaces (punctuation and hyphens become spaces), for
+/// matching glossary terms on word boundaries.
+fn words_only(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_alphanumeric() {
+                c.to_lowercase().next().unwrap_or(c)
+            } else {
+                ' '
+            }
+        })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn validate(raw: raw::File, c: &mut Checker<'_>) -> Rubric {
@@ -969,6 +1036,35 @@ mod tests {
         for r in &rubrics {
             assert!(r.items.len() >= 24 && r.competencies.len() >= 4, "{}", r.id);
         }
+    }
+
+    #[test]
+    fn an_item_prompt_holds_the_glossary_terms_of_that_item_only() {
+        let medicine = Rubric::load(&rubrics_dir().join("medicine.toml")).unwrap();
+        let arrest = medicine.item("med-cardiac-arrest").unwrap();
+        let prompt = medicine.item_prompt(arrest, 100).unwrap();
+        assert!(prompt.contains("amiodarone"), "{prompt}");
+        assert!(!prompt.contains("troponin"), "{prompt}");
+        assert!(prompt.chars().count() <= 100);
+        // Every shipped item gets a bounded prompt of its own glossary terms, or none.
+        for rubric in load_dir(&rubrics_dir()).unwrap() {
+            for item in &rubric.items {
+                if let Some(p) = rubric.item_prompt(item, 100) {
+                    assert!(p.chars().count() <= 100, "{}: {p}", item.id);
+                    for term in p.split(", ") {
+                        assert!(rubric.glossary.iter().any(|g| g == term), "{term}");
+                    }
+                }
+            }
+        }
+        // A tight budget keeps whole terms: the first that fits, nothing cut in half.
+        let tight = medicine.item_prompt(arrest, 12);
+        assert!(
+            tight
+                .as_deref()
+                .is_none_or(|t| medicine.glossary.iter().any(|g| g == t)),
+            "{tight:?}"
+        );
     }
 
     /// A valid rubric, mutated by each test to break exactly one rule.

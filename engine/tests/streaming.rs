@@ -271,6 +271,7 @@ fn captions_are_dropped_while_finals_wait() {
             threads_per_worker: 1,
             max_queued_finals: 8,
             max_queued_partials: 4,
+            boost_idle_finals: false,
         },
     )
     .unwrap();
@@ -320,4 +321,62 @@ fn captions_are_dropped_while_finals_wait() {
             .load(std::sync::atomic::Ordering::Relaxed),
         1
     );
+}
+
+/// A final that finds the pool idle runs on all of its cores; one that arrives while another
+/// decode runs keeps one worker's thread, and the two run side by side.
+#[test]
+fn an_idle_pool_gives_a_final_every_core() {
+    use nextmark_engine::asr::pool::{AsrJob, AsrOutput, JobKind};
+    use std::sync::mpsc;
+
+    let model = WhisperModel::load(&model_path()).unwrap();
+    let pool = WorkerPool::start(
+        &model,
+        PoolConfig {
+            boost_idle_finals: true,
+            ..PoolConfig::for_cores(2)
+        },
+    )
+    .unwrap();
+    let audio = to_16k(
+        &decode_file(
+            &fixtures().join("med-sepsis-first-hour.weak.piper.8k.wav"),
+            DecodeLimits::default(),
+        )
+        .unwrap(),
+    );
+    let job = |kind: JobKind, tx: mpsc::Sender<(JobKind, AsrOutput)>| AsrJob {
+        kind,
+        samples: audio.clone(),
+        options: DecodeOptions::default(),
+        reply: Box::new(move |result| {
+            let _ = tx.send((kind, result.expect("decoded")));
+        }),
+    };
+    let (tx, rx) = mpsc::channel();
+    pool.submit(job(JobKind::Final, tx.clone())).unwrap();
+    let (_, alone) = rx.recv().unwrap();
+    assert_eq!(alone.threads, 2, "alone, the final takes both cores");
+    assert!(!alone.segments.is_empty());
+
+    // A caption occupies one worker; a final submitted meanwhile runs beside it on one thread.
+    pool.submit(job(JobKind::Partial, tx.clone())).unwrap();
+    let taken = std::time::Instant::now();
+    while pool.queued().1 > 0 {
+        assert!(taken.elapsed().as_secs() < 10, "no worker took the caption");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    pool.submit(job(JobKind::Final, tx.clone())).unwrap();
+    drop(tx);
+    let results: Vec<(JobKind, AsrOutput)> = rx.iter().take(2).collect();
+    for (kind, output) in &results {
+        assert_eq!(output.threads, 1, "{kind:?} shared the machine");
+        assert!(
+            output.queued < std::time::Duration::from_millis(500),
+            "{kind:?} did not wait for the other: {:?}",
+            output.queued
+        );
+    }
+    pool.shutdown();
 }

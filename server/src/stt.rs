@@ -275,6 +275,7 @@ impl Transcriber for RemoteTranscriber {
                             segments: filter::clean_segments(segments),
                             compute: submitted.elapsed(),
                             queued: Duration::ZERO,
+                            threads: 0,
                         }),
                     );
                 }

@@ -166,15 +166,25 @@ pub fn audio_ctx_for(seconds: f64) -> i32 {
 }
 
 impl WhisperWorker {
-    /// Transcribes one clip of 16 kHz mono audio (at most 30 s).
+    /// Transcribes one clip of 16 kHz mono audio (at most 30 s) on the worker's threads.
     pub fn transcribe(
         &mut self,
         samples: &[f32],
         opts: &DecodeOptions,
     ) -> Result<Vec<Segment>, AsrError> {
+        self.transcribe_on(samples, opts, self.threads)
+    }
+
+    /// [`transcribe`](Self::transcribe) on `threads` threads for this call.
+    pub fn transcribe_on(
+        &mut self,
+        samples: &[f32],
+        opts: &DecodeOptions,
+        threads: usize,
+    ) -> Result<Vec<Segment>, AsrError> {
         let seconds = samples.len() as f64 / f64::from(TARGET_RATE);
         let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
-        params.set_n_threads(self.threads as i32);
+        params.set_n_threads(threads.max(1) as i32);
         params.set_language(Some("en"));
         params.set_translate(false);
         params.set_no_context(true);

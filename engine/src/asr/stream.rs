@@ -216,6 +216,12 @@ impl StreamingTranscriber {
         self.config.speculative_finals = on;
     }
 
+    /// Changes the vocabulary prompt of the decodes asked for from now on (a new question
+    /// brings its own domain terms).
+    pub fn set_prompt(&mut self, prompt: Option<Arc<str>>) {
+        self.config.prompt = prompt;
+    }
+
     /// Seconds of new audio between partial captions at the current decode cost.
     pub fn partial_interval_s(&self) -> f64 {
         let share = self.config.partial_cpu_share;
@@ -634,6 +640,23 @@ mod tests {
             matches!(&events[..], [TranscriptEvent::Final { text, .. }] if text == "The patient needs an ECG."),
             "{events:?}"
         );
+    }
+
+    #[test]
+    fn a_new_prompt_applies_to_the_decodes_asked_for_after_it() {
+        let mut t = StreamingTranscriber::new(StreamConfig::default());
+        assert_eq!(speak_then_stop(&mut t).options.prompt, None);
+        t.set_prompt(Some("troponin, STEMI".into()));
+        t.push(&vec![0.0; 16_000], &[]);
+        let now = t.now_s();
+        t.push(&vec![0.0; 1_600], &[VadEvent::SpeechStart { at_s: now }]);
+        speech(&mut t, 1.5);
+        let now = t.now_s();
+        let requests = t.push(&vec![0.0; 1_600], &[VadEvent::SpeechEnd { at_s: now }]);
+        assert!(!requests.is_empty());
+        for r in requests {
+            assert_eq!(r.options.prompt.as_deref(), Some("troponin, STEMI"));
+        }
     }
 
     #[test]

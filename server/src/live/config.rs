@@ -30,6 +30,19 @@ pub enum SttBackend {
     Openai,
 }
 
+/// Which vocabulary prompt the transcriber gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VocabularyPrompt {
+    /// The discipline's whole glossary, for every answer (the default).
+    Glossary,
+    /// The glossary terms of the item being answered (`Rubric::item_prompt`); none for the
+    /// intro and warm-up.
+    Item,
+    /// No prompt.
+    None,
+}
+
 /// Live server settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -40,6 +53,15 @@ pub struct LiveSettings {
     pub asr_workers: Option<usize>,
     /// whisper threads per worker (default: cores / workers).
     pub asr_threads: Option<usize>,
+    /// Let a final that finds every decoder idle run on all the decoders' cores (see
+    /// `PoolConfig::boost_idle_finals`): the end of an answer is transcribed ~0.1 s sooner on an
+    /// idle machine, for about a fifth more CPU per stream (bench/README.md). Off by default.
+    pub asr_boost_idle_finals: bool,
+    /// The transcriber's vocabulary prompt. The whole glossary costs ~0.15 s of decoding per
+    /// utterance and ~100 MB per decoder (whisper.cpp computes vocabulary logits for every
+    /// prompt token), but the turn rules are tuned on the transcripts it gives; `item` or
+    /// `none` answer faster and leaner and cut into more thinking pauses (bench/README.md).
+    pub vocabulary_prompt: VocabularyPrompt,
     /// Speech-to-text backend.
     pub stt: SttBackend,
     /// OpenAI-compatible transcription endpoint base URL (e.g. `http://gpu-1:8000/v1`).
@@ -106,6 +128,15 @@ pub struct LiveSettings {
     pub prerender_speech: bool,
 }
 
+/// A `true`/`false` setting from the environment.
+fn boolean(name: &str, value: &str) -> Result<bool> {
+    match value {
+        "1" | "true" | "yes" => Ok(true),
+        "0" | "false" | "no" => Ok(false),
+        other => bail!("{name}={other:?}: expected true or false"),
+    }
+}
+
 impl Default for LiveSettings {
     fn default() -> Self {
         let home = crate::models::nextmark_home();
@@ -113,6 +144,8 @@ impl Default for LiveSettings {
             model: None,
             asr_workers: None,
             asr_threads: None,
+            asr_boost_idle_finals: false,
+            vocabulary_prompt: VocabularyPrompt::Glossary,
             stt: SttBackend::Local,
             stt_base_url: None,
             stt_model: "whisper-1".into(),
@@ -164,18 +197,21 @@ impl LiveSettings {
                     other => bail!("{name}={other:?}: expected local or openai"),
                 }
             }
+            "VOCABULARY_PROMPT" => {
+                self.vocabulary_prompt = match value {
+                    "glossary" => VocabularyPrompt::Glossary,
+                    "item" => VocabularyPrompt::Item,
+                    "none" => VocabularyPrompt::None,
+                    other => bail!("{name}={other:?}: expected glossary, item or none"),
+                }
+            }
             "STT_BASE_URL" => self.stt_base_url = Some(value.into()),
             "STT_MODEL" => self.stt_model = value.into(),
             "STT_API_KEY" => self.stt_api_key = Some(Secret::new(value)),
             "STT_TIMEOUT_MS" => self.stt_timeout_ms = num(value)?,
             "STT_MAX_IN_FLIGHT" => self.stt_max_in_flight = num(value)? as usize,
-            "STT_FALLBACK" => {
-                self.stt_fallback = match value {
-                    "1" | "true" | "yes" => true,
-                    "0" | "false" | "no" => false,
-                    other => bail!("{name}={other:?}: expected true or false"),
-                }
-            }
+            "STT_FALLBACK" => self.stt_fallback = boolean(name, value)?,
+            "ASR_BOOST_IDLE_FINALS" => self.asr_boost_idle_finals = boolean(name, value)?,
             "MAX_SESSIONS" => self.max_sessions = num(value)? as usize,
             "INSTANCE_ID" => self.instance_id = Some(value.into()),
             "LEASE_SECS" => self.lease_secs = num(value)?,

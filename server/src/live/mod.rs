@@ -671,5 +671,6 @@ pub fn start_local_transcriber(
     if let Some(threads) = settings.asr_threads {
         pool.threads_per_worker = threads.max(1);
     }
+    pool.boost_idle_finals = settings.asr_boost_idle_finals;
     Ok(Arc::new(WorkerPool::start(&model, pool)?))
 }

@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::LiveShared;
+use super::config::VocabularyPrompt;
 use super::protocol::{
     AudioEncoding, AudioFormat, ClientMessage, ServerMessage, SessionState, SpeechAudio,
     SpeechFormat,
@@ -155,6 +156,10 @@ impl LoggedEvent {
         }
     }
 }
+
+/// Longest item vocabulary prompt, in characters (~30 tokens: each prompt token costs a
+/// vocabulary-sized row of logits in every decode).
+const ITEM_PROMPT_CHARS: usize = 100;
 
 /// The stable id of a question on the wire and in storage.
 pub fn question_id(rubric: &Rubric, question: &Question) -> String {
@@ -468,8 +473,18 @@ struct Session<'r> {
 impl<'r> Session<'r> {
     fn new(live: Arc<LiveShared>, rubric: &'r Rubric, seed: SessionSeed) -> Self {
         let (asr_tx, asr_rx) = mpsc::channel(ASR_RESULTS_CAPACITY);
+        // The default whole-glossary prompt is costly (whisper.cpp computes the vocabulary
+        // logits of all ~200 prompt tokens: ~0.15 s a decode on one core, ~100 MB of buffers
+        // per decoder); a question's own terms or no prompt decode faster, but tiny.en then
+        // ends far more pauses with a period, and the turn rules, tuned on the comma-style
+        // transcripts this list-like prompt gives, cut into thinking pauses (bench/README.md,
+        // "vocabulary prompt"). With `item`, the prompt follows the question (see `ask`).
+        let prompt = match live.settings.vocabulary_prompt {
+            VocabularyPrompt::Glossary => Some(rubric.glossary_prompt().into()),
+            VocabularyPrompt::Item | VocabularyPrompt::None => None,
+        };
         let stream = StreamConfig {
-            prompt: Some(rubric.glossary_prompt().into()),
+            prompt,
             ..StreamConfig::default()
         };
         let mut config = InterviewConfig {
@@ -1504,6 +1519,18 @@ impl<'r> Session<'r> {
         // with a finished-sounding first point of a long answer.
         let expected = self.rubric.item(&id).map(|item| item.expected_seconds.0);
         self.turn.set_expected_answer_s(expected);
+        if self.live.settings.vocabulary_prompt == VocabularyPrompt::Item {
+            // A probe asks about its item.
+            let item_id = id
+                .strip_prefix("probe:")
+                .and_then(|rest| rest.rsplit_once(':'))
+                .map_or(id.as_str(), |(item, _)| item);
+            let prompt = self
+                .rubric
+                .item(item_id)
+                .and_then(|item| self.rubric.item_prompt(item, ITEM_PROMPT_CHARS));
+            self.transcriber.set_prompt(prompt.map(Arc::from));
+        }
         self.answer = AnswerSoFar::new();
         let timer = Instant::now();
         let speech = match self.live.speech.get(&text).await {

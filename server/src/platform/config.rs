@@ -281,8 +281,16 @@ mod tests {
                 ("NEXTMARK_LIVE_STT_FALLBACK", "false"),
                 ("NEXTMARK_LIVE_INSTANCE_ID", "a"),
                 ("NEXTMARK_LIVE_LEASE_SECS", "5"),
+                ("NEXTMARK_LIVE_ASR_BOOST_IDLE_FINALS", "true"),
+                ("NEXTMARK_LIVE_VOCABULARY_PROMPT", "item"),
             ]))
             .expect("valid");
+        assert!(config.live.asr_boost_idle_finals);
+        assert_eq!(
+            config.live.vocabulary_prompt,
+            crate::live::config::VocabularyPrompt::Item
+        );
+        assert!(!PlatformConfig::default().live.asr_boost_idle_finals);
         assert_eq!(config.storage.url, "s3://bucket/prefix");
         assert_eq!(config.live.stt, crate::live::config::SttBackend::Openai);
         assert!(!config.live.stt_fallback);
@@ -304,6 +312,14 @@ mod tests {
             (
                 vec![("NEXTMARK_LIVE_STT_FALLBACK", "maybe")],
                 "expected true or false",
+            ),
+            (
+                vec![("NEXTMARK_LIVE_VOCABULARY_PROMPT", "all")],
+                "expected glossary, item or none",
+            ),
+            (
+                vec![("NEXTMARK_LIVE_ASR_BOOST_IDLE_FINALS", "2")],
+                "NEXTMARK_LIVE_ASR_BOOST_IDLE_FINALS=\"2\": expected true or false",
             ),
             (
                 vec![("NEXTMARK_LIVE_LEASE_SECS", "1")],
