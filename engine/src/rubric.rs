@@ -531,27 +531,19 @@ impl Rubric {
     /// ~80 MB of buffers per decoder to every utterance, while the terms an answer needs are the
     /// question's own.
     pub fn item_prompt(&self, item: &Item, max_chars: usize) -> Option<String> {
-        let mut text = format!("{} {}", item.prompt, item.rephrasing);
-        for level in &item.levels {
-            text.push(' ');
-            text.push_str(level);
-        }
-        for concept in &item.concepts {
-            text.push(' ');
-            text.push_str(&concept.term);
-            for alias in &concept.aliases {
-                text.push(' ');
-                text.push_str(alias);
-            }
-        }
-        for flag in &item.red_flags {
-            text.push(' ');
-            text.push_str(&flag.claim);
-        }
-        for probe in &item.probes {
-            text.push(' ');
-            text.push_str(&probe.text);
-        }
+        let concepts = item
+            .concepts
+            .iter()
+            .flat_map(|c| std::iter::once(&c.term).chain(&c.aliases));
+        let text = [&item.prompt, &item.rephrasing]
+            .into_iter()
+            .chain(&item.levels)
+            .chain(concepts)
+            .chain(item.red_flags.iter().map(|f| &f.claim))
+            .chain(item.probes.iter().map(|p| &p.text))
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(" ");
         let haystack = format!(" {} ", words_only(&text));
         let mut prompt = String::new();
         for term in &self.glossary {

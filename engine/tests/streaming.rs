@@ -62,6 +62,18 @@ fn pool(model: &WhisperModel) -> WorkerPool {
     WorkerPool::start(model, PoolConfig::for_cores(2)).unwrap()
 }
 
+/// A 16 s answer, 16 kHz: long enough that a decode of it is still running a few
+/// milliseconds after a worker took it.
+fn short_answer_16k() -> Vec<f32> {
+    to_16k(
+        &decode_file(
+            &fixtures().join("med-sepsis-first-hour.weak.piper.8k.wav"),
+            DecodeLimits::default(),
+        )
+        .unwrap(),
+    )
+}
+
 fn to_16k(a: &DecodedAudio) -> Vec<f32> {
     let mut r = StreamResampler::new(a.sample_rate).unwrap();
     let mut out = Vec::new();
@@ -275,13 +287,7 @@ fn captions_are_dropped_while_finals_wait() {
         },
     )
     .unwrap();
-    let audio = to_16k(
-        &decode_file(
-            &fixtures().join("med-sepsis-first-hour.weak.piper.8k.wav"),
-            DecodeLimits::default(),
-        )
-        .unwrap(),
-    );
+    let audio = short_answer_16k();
     let (tx, rx) = mpsc::channel();
     let job = |kind: JobKind, tx: mpsc::Sender<(JobKind, bool)>| AsrJob {
         kind,
@@ -339,13 +345,7 @@ fn an_idle_pool_gives_a_final_every_core() {
         },
     )
     .unwrap();
-    let audio = to_16k(
-        &decode_file(
-            &fixtures().join("med-sepsis-first-hour.weak.piper.8k.wav"),
-            DecodeLimits::default(),
-        )
-        .unwrap(),
-    );
+    let audio = short_answer_16k();
     let job = |kind: JobKind, tx: mpsc::Sender<(JobKind, AsrOutput)>| AsrJob {
         kind,
         samples: audio.clone(),

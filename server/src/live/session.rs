@@ -174,6 +174,15 @@ pub fn question_id(rubric: &Rubric, question: &Question) -> String {
     }
 }
 
+/// The rubric item a question id is about: the item itself, or the item a probe
+/// (`probe:<item>:<n>`) follows up; other ids (intro, warm-up, closing) come back unchanged and
+/// name no item.
+fn item_of_question(id: &str) -> &str {
+    id.strip_prefix("probe:")
+        .and_then(|rest| rest.rsplit_once(':'))
+        .map_or(id, |(item, _)| item)
+}
+
 /// A seed for the interview's randomised choices that is the same every time the interview
 /// is rebuilt.
 pub fn seed_for(interview_id: &str) -> u64 {
@@ -1520,14 +1529,9 @@ impl<'r> Session<'r> {
         let expected = self.rubric.item(&id).map(|item| item.expected_seconds.0);
         self.turn.set_expected_answer_s(expected);
         if self.live.settings.vocabulary_prompt == VocabularyPrompt::Item {
-            // A probe asks about its item.
-            let item_id = id
-                .strip_prefix("probe:")
-                .and_then(|rest| rest.rsplit_once(':'))
-                .map_or(id.as_str(), |(item, _)| item);
             let prompt = self
                 .rubric
-                .item(item_id)
+                .item(item_of_question(&id))
                 .and_then(|item| self.rubric.item_prompt(item, ITEM_PROMPT_CHARS));
             self.transcriber.set_prompt(prompt.map(Arc::from));
         }
@@ -1841,5 +1845,24 @@ fn shift(event: VadEvent, offset: f64) -> VadEvent {
         VadEvent::SpeechEnd { at_s } => VadEvent::SpeechEnd {
             at_s: at_s + offset,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_probe_is_about_the_item_it_follows_up() {
+        let rubric = Rubric::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rubrics/medicine.toml"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let item = &rubric.items[3];
+        let probe = question_id(&rubric, &Question::Probe { item: 3, probe: 0 });
+        assert_eq!(item_of_question(&probe), item.id);
+        assert_eq!(item_of_question(&item.id), item.id);
+        let intro = question_id(&rubric, &Question::Intro);
+        assert!(rubric.item(item_of_question(&intro)).is_none());
     }
 }
