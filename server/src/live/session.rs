@@ -328,14 +328,21 @@ pub async fn run_session(
     live.metrics.inc_sessions_started();
     let lease_until = Arc::new(AtomicI64::new(session.seed.lease_until_ms));
     let moved = CancellationToken::new();
+    let ended = CancellationToken::new();
     let keeper = tokio::spawn(keep_lease(
         live.clone(),
         interview_id.clone(),
         lease_until.clone(),
         moved.clone(),
+        ended.clone(),
     ));
     session.run(inbound, cancel, moved).await;
-    keeper.abort();
+    // Stopped between renewals, never inside one: an aborted renewal could have written a new
+    // expiry the release below would not match, leaving the lease to lapse on its own.
+    ended.cancel();
+    if let Err(e) = keeper.await {
+        tracing::warn!(interview = %interview_id, error = %e, "the lease keeper failed");
+    }
     // Released only if still as this session last wrote it: a newer session of the same
     // interview on this instance may have taken it again meanwhile.
     if let Err(e) = live
@@ -387,11 +394,13 @@ async fn archive_report(
 /// reads whether another instance asked for the interview, so this bounds a hand-over). Cancels `moved` when the session must
 /// stop here: another instance asked for the interview (its applicant reconnected there), or
 /// the lease was lost (this instance could not renew it in time and another may run it now).
+/// Returns between renewals once `ended` is cancelled.
 async fn keep_lease(
     live: Arc<LiveShared>,
     interview_id: String,
     lease_until: Arc<AtomicI64>,
     moved: CancellationToken,
+    ended: CancellationToken,
 ) {
     use crate::platform::store::LeaseRenewal;
     let ttl = live.lease_ttl();
@@ -399,7 +408,10 @@ async fn keep_lease(
     let me = live.platform.instance.id.clone();
     let every = (ttl / 3).min(Duration::from_secs(2));
     loop {
-        tokio::time::sleep(every).await;
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = ended.cancelled() => return,
+        }
         let now = super::wall_ms();
         match live
             .platform
