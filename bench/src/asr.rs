@@ -29,6 +29,8 @@ use serde::Serialize;
 use crate::fixtures::{Clip, Manifest, Paths};
 use crate::output::{self, JsonLines, Machine, fmt_opt, markdown_table};
 use crate::stats::Dist;
+use crate::turns;
+use nextmark_engine::turn::TurnConfig;
 
 /// What `asr` was asked to do.
 #[derive(Debug, Clone)]
@@ -258,6 +260,8 @@ pub struct ClipResult {
     pub dropped_partials: usize,
     /// The transcript (all finals joined).
     pub text: String,
+    /// The live turn detector replayed over the run (see `turns`): where it ends the answer.
+    pub turns: Vec<turns::TurnReplay>,
 }
 
 /// Lags of one run, seconds, on the shared clock (wall time from the drive's start equals the
@@ -346,6 +350,7 @@ impl ClipResult {
             },
             dropped_partials: run.dropped_partials,
             text: run.text.clone(),
+            turns: Vec::new(),
         }
     }
 }
@@ -441,6 +446,9 @@ pub struct AsrSummary {
     pub machine: Machine,
     /// Over all clips.
     pub overall: Overall,
+    /// The live turn detector replayed over every clip's run, per question kind (finals
+    /// reach it at their utterance end + 0.35 s in fast mode, as they came in realtime mode).
+    pub turns: Vec<turns::TurnFigures>,
     /// Per clip, in run order.
     pub clips: Vec<ClipResult>,
 }
@@ -533,6 +541,7 @@ pub fn run(paths: &Paths, options: &AsrOptions, out: &Path) -> Result<()> {
     let (results, partial_lags, final_lags) = outcome?;
 
     let overall = overall(&results, options.realtime, &partial_lags, &final_lags);
+    let turn_figures = turns::figures(&clip_turns(&results));
     let summary = AsrSummary {
         kind: "asr",
         mode: if options.realtime { "realtime" } else { "fast" },
@@ -555,6 +564,7 @@ pub fn run(paths: &Paths, options: &AsrOptions, out: &Path) -> Result<()> {
         item_prompt: options.item_prompt,
         machine: Machine::detect(),
         overall,
+        turns: turn_figures,
         clips: results,
     };
     let md = markdown(&summary);
@@ -576,6 +586,9 @@ fn run_clips(
 ) -> Result<ClipsOutcome> {
     let mut events_out = JsonLines::create(out.join("events.jsonl"))?;
     let mut decodes_out = JsonLines::create(out.join("decodes.jsonl"))?;
+    let mut vad_out = JsonLines::create(out.join("vad.jsonl"))?;
+    let expected = turns::expected_lengths(paths)?;
+    let lag = (!options.realtime).then_some(turns::DEFAULT_FINAL_LAG_S);
     let mut results = Vec::with_capacity(clips.len());
     let (mut partial_lags, mut final_lags) = (Vec::new(), Vec::new());
     for (i, clip) in clips.iter().enumerate() {
@@ -619,12 +632,28 @@ fn run_clips(
                 decode,
             })?;
         }
+        for (at_audio_s, event) in &run.vad {
+            vad_out.write(&turns::VadLine::new(&clip.file, *at_audio_s, *event))?;
+        }
+        let item_expected = clip
+            .item_id
+            .as_ref()
+            .and_then(|id| expected.get(id))
+            .copied();
+        let clip_turns = turns::replay_clip(
+            clip,
+            &turns::Recorded::of(&run.vad, &run.events),
+            item_expected,
+            TurnConfig::default(),
+            lag,
+        );
         if options.realtime {
             let l = lags(&run.events, clip.last_voiced_s);
             partial_lags.extend(l.partial);
             final_lags.extend(l.fin);
         }
-        let result = ClipResult::new(clip, &run, &decodes, options.realtime);
+        let mut result = ClipResult::new(clip, &run, &decodes, options.realtime);
+        result.turns = clip_turns.replays;
         eprintln!(
             "[asr]   {:.1} s audio, RTF {:.3}, WER {:.1}%, end-of-answer lag {} s, dropped {}",
             result.audio_s,
@@ -637,6 +666,7 @@ fn run_clips(
     }
     events_out.finish()?;
     decodes_out.finish()?;
+    vad_out.finish()?;
     Ok((results, partial_lags, final_lags))
 }
 
@@ -745,7 +775,24 @@ pub fn markdown(s: &AsrSummary) -> String {
         o.partial_events,
         o.final_events
     ));
+    md.push_str(
+        "\n## Turn replay\n\nThe live turn detector over each run, as the answer to its item \
+         and to an open question: cut-ins, and the delay from the last voiced sample to the \
+         decision.\n\n",
+    );
+    md.push_str(&turns::markdown(&s.turns, &clip_turns(&s.clips)));
     md
+}
+
+/// The turn replays of `clips`, by clip.
+fn clip_turns(clips: &[ClipResult]) -> Vec<turns::ClipTurns> {
+    clips
+        .iter()
+        .map(|c| turns::ClipTurns {
+            file: c.file.clone(),
+            replays: c.turns.clone(),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ mod live;
 mod output;
 mod stats;
 mod svg;
+mod turns;
 
 use std::path::PathBuf;
 
@@ -43,6 +44,10 @@ enum Command {
     /// Two servers on one database: how long an applicant waits for their interview when the
     /// instance running it hands it over (alive) or dies (kill -9).
     Failover(FailoverArgs),
+    /// Replays the voice events and finals an `asr` run recorded through this build's turn
+    /// detector: where each answer would end, cut-ins and the delay after the last word, as
+    /// the answer to its own item and to an open question. Seconds per run, no whisper.
+    Turns(TurnsArgs),
     /// A tiny, fast run of both (one short clip in fast mode, one engine iteration) that
     /// writes the same files under `--out DIR/asr` and `--out DIR/engine`.
     Smoke(SmokeArgs),
@@ -185,6 +190,27 @@ struct FailoverArgs {
     paths: fixtures::Paths,
 }
 
+/// Options of `nextmark-bench turns`.
+#[derive(Debug, Args)]
+struct TurnsArgs {
+    /// The `asr` result folder to replay (its `events.jsonl`, `vad.jsonl`, `summary.json`).
+    #[arg(long)]
+    from: PathBuf,
+    /// For a fast `asr` run: a final reaches the detector this long after its utterance ends.
+    #[arg(long, default_value_t = turns::DEFAULT_FINAL_LAG_S)]
+    final_lag_s: f64,
+    /// Override a turn detector setting (`TurnConfig` field), e.g. `--set finished_silence_s=0.8`;
+    /// repeatable.
+    #[arg(long = "set", value_name = "FIELD=VALUE")]
+    settings: Vec<String>,
+    /// Output directory (default: `bench/results/<UTC timestamp>-turns`).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Common paths.
+    #[command(flatten)]
+    paths: fixtures::Paths,
+}
+
 /// Options of `nextmark-bench smoke`.
 #[derive(Debug, Args)]
 struct SmokeArgs {
@@ -252,6 +278,12 @@ fn main() -> Result<()> {
                 nextmark: f.nextmark,
             };
             failover::run(&f.paths, &options, &out)?;
+            eprintln!("results in {}", out.display());
+        }
+        Command::Turns(t) => {
+            let out = output::result_dir(t.out, "turns")?;
+            let config = turns::config_with(&t.settings)?;
+            turns::run(&t.paths, &t.from, t.final_lag_s, config, &out)?;
             eprintln!("results in {}", out.display());
         }
         Command::Smoke(s) => smoke(&s)?,

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::pool::{AsrJob, AsrOutput, SubmitError};
 use super::stream::{AsrRequest, StreamConfig, StreamingTranscriber, TranscriptEvent};
 use super::{AsrError, Segment, Transcriber};
-use crate::audio::{AudioFrontEnd, DecodedAudio, TARGET_RATE, VadConfig};
+use crate::audio::{AudioFrontEnd, DecodedAudio, TARGET_RATE, VadConfig, VadEvent};
 
 /// How to drive the clip.
 #[derive(Debug, Clone)]
@@ -65,6 +65,10 @@ pub struct StreamRun {
     pub events: Vec<TimedEvent>,
     /// Partials the backend dropped under load.
     pub dropped_partials: usize,
+    /// The front-end's voice starts and ends in order, each with the audio fed (seconds) when
+    /// it was emitted: what a live session feeds its turn detector beside the finals.
+    #[serde(skip)]
+    pub vad: Vec<(f64, VadEvent)>,
 }
 
 type Done = (u64, Result<AsrOutput, AsrError>);
@@ -87,6 +91,7 @@ pub fn transcribe_stream(
         wall_s: 0.0,
         events: Vec::new(),
         dropped_partials: 0,
+        vad: Vec::new(),
     };
     let chunk = (audio.sample_rate as usize * options.chunk_ms as usize / 1000).max(1);
     let mut fed = 0usize;
@@ -106,6 +111,8 @@ pub fn transcribe_stream(
             }
         }
         let out = frontend.push_f32(block).map_err(to_err)?;
+        let fed_s = fed as f64 / f64::from(audio.sample_rate);
+        run.vad.extend(out.events.iter().map(|e| (fed_s, *e)));
         let requests = stream.push(out.audio, out.events);
         submit_all(backend, requests, &tx)?;
         collect(&mut stream, &mut run, started);
@@ -114,6 +121,8 @@ pub fn transcribe_stream(
         }
     }
     let out = frontend.finish().map_err(to_err)?;
+    let fed_s = fed as f64 / f64::from(audio.sample_rate);
+    run.vad.extend(out.events.iter().map(|e| (fed_s, *e)));
     let mut requests = stream.push(out.audio, out.events);
     requests.extend(stream.finish());
     submit_all(backend, requests, &tx)?;
