@@ -69,6 +69,12 @@ pub struct TurnConfig {
     pub early_share: f64,
     /// …so it needs this much silence (above the longest thinking pause that must not be cut).
     pub early_finished_silence_s: f64,
+    /// Without an expected answer length (consent, the warm-up, a probe): an answer with more
+    /// speech than this is an extended explanation rather than a reply, and a finished-sounding
+    /// sentence in it needs [`early_finished_silence_s`](Self::early_finished_silence_s) of
+    /// silence too. Whisper drops the "but" or "and" left hanging before a thinking pause often
+    /// enough that such a sentence is no proof of an end, and there is no length to go by.
+    pub open_long_answer_s: f64,
     /// With an expected answer length: an answer with at least this share of it whose last
     /// word is a content word without a final period (which whisper often drops)…
     pub complete_share: f64,
@@ -100,6 +106,7 @@ impl Default for TurnConfig {
             final_tolerance_s: 0.1,
             early_share: 0.4,
             early_finished_silence_s: 3.0,
+            open_long_answer_s: 20.0,
             complete_share: 0.8,
             unpunctuated_silence_s: 1.2,
             learned_pause_margin_s: 0.5,
@@ -149,6 +156,8 @@ impl TurnConfig {
             ("max_answer_s", self.max_answer_s),
             ("final_tolerance_s", self.final_tolerance_s),
             ("learned_pause_margin_s", self.learned_pause_margin_s),
+            ("early_finished_silence_s", self.early_finished_silence_s),
+            ("open_long_answer_s", self.open_long_answer_s),
         ];
         for (field, value) in fields {
             if !(value.is_finite() && value >= 0.0) {
@@ -533,7 +542,11 @@ impl TurnDetector {
         let (silence, reason) = if self.tail.end_phrase {
             (c.end_phrase_silence_s, TurnEndReason::SpokenEnd)
         } else if self.tail.finished && (speech_s >= c.min_speech_s || self.tail.short_reply) {
-            let silence = if share.is_some_and(|s| s < c.early_share) {
+            let early = match share {
+                Some(share) => share < c.early_share,
+                None => speech_s >= c.open_long_answer_s,
+            };
+            let silence = if early {
                 c.early_finished_silence_s
             } else if speech_s < c.short_answer_speech_s {
                 c.short_answer_silence_s
@@ -803,6 +816,53 @@ const CLAUSE_OPENERS: &[&str] = &[
     "and", "but", "so", "because", "think", "thought", "guess", "know", "knew", "sure", "hope",
     "believe", "yes", "yeah", "no", "if", "whether", "than", "as", "when", "where", "how", "what",
     "why", "though", "although",
+];
+
+/// Verbs that take an object in an explanation ("I'd give…", "we'd use…"): right after a modal
+/// or a subject with a modal ("I'd start.", "you can use."), one leaves the clause open, as
+/// when whisper writes a period at a thinking pause after "If the pressure stays low, I'd
+/// start". Only inside a wh-clause ("what I'd use.") may the sentence end there.
+const OBJECT_VERBS: &[&str] = &[
+    "give",
+    "use",
+    "order",
+    "get",
+    "add",
+    "consider",
+    "recommend",
+    "prescribe",
+    "send",
+    "take",
+    "want",
+    "need",
+    "make",
+    "put",
+    "start",
+    "begin",
+    "check",
+    "run",
+    "call",
+    "suggest",
+    "choose",
+    "pick",
+    "include",
+    "apply",
+    "measure",
+    "mention",
+    "compare",
+    "review",
+    "request",
+    "obtain",
+    "perform",
+    "prefer",
+];
+
+/// Words after which a bare verb is the head of a verb phrase still waiting for its object:
+/// modals, and subjects fused with one ("i'd", "we'll"); "i'm" is whisper mishearing "I'd".
+const MODAL_LEADS: &[&str] = &[
+    "would", "will", "should", "could", "can", "must", "might", "may", "shall", "i'd", "we'd",
+    "you'd", "they'd", "he'd", "she'd", "i'll", "we'll", "you'll", "they'll", "he'll", "she'll",
+    "i'm",
 ];
 
 /// Prepositions that can only end a clause when stranded by a wh-word ("what I worked with.").
@@ -1123,6 +1183,9 @@ fn last_word_closes(words: &[Word<'_>]) -> bool {
     if STRANDED_PREPOSITIONS.contains(&w) {
         return wh_near(words);
     }
+    if OBJECT_VERBS.contains(&w) && prev_in(MODAL_LEADS) {
+        return wh_near(words);
+    }
     match w {
         // The article is lowercase; "A" after a word is a letter or grade ("I got an A.").
         "a" => last.text == "A" && prev.is_some(),
@@ -1354,6 +1417,18 @@ mod tests {
             ("The team wanted to rewrite it if.", false),
             ("The cache, which.", false),
             ("We wanted to go with a.", false),
+            // A verb left waiting for its object after a modal.
+            (
+                "If the pressure stays below 65 despite the fluids, I'd start.",
+                false,
+            ),
+            ("For the pain I would give.", false),
+            ("For the index, we'll use.", false),
+            ("If the pressure stays low, I'm start.", false),
+            // …which may end a wh-clause, and other verbs may end a sentence.
+            ("That depends on which one you'd use.", true),
+            ("If it still hurts after an hour, I'd stop.", true),
+            ("We measured it twice and I'd agree.", true),
             // Still thinking.
             (
                 "I'd run explain analyze on it, and, so, let me think.",
@@ -1771,6 +1846,29 @@ mod tests {
     }
 
     #[test]
+    fn a_long_answer_to_a_question_without_a_length_gets_patience() {
+        // 25 s of speech to a question that sets no length: a finished-sounding sentence is
+        // no proof of an end (whisper drops a trailing "but"), so it waits the early silence.
+        let mut d = TurnDetector::default();
+        d.start_question(0.0);
+        let c = *d.config();
+        assert_eq!(utterance(&mut d, FINISHED, 1.0, 26.0, 26.4), None);
+        assert_eq!(
+            poll_over(&mut d, 26.4, 26.0 + c.early_finished_silence_s - 0.05),
+            None
+        );
+        let end = d
+            .poll(26.0 + c.early_finished_silence_s)
+            .expect("ends after the early silence");
+        assert_eq!(end.reason, TurnEndReason::Silence);
+        // A short reply to the same question ends at the short silence.
+        let mut d = TurnDetector::default();
+        d.start_question(0.0);
+        assert_eq!(utterance(&mut d, FINISHED, 1.0, 8.0, 8.4), None);
+        assert!(poll_over(&mut d, 8.4, 8.0 + c.finished_silence_s + 0.05).is_some());
+    }
+
+    #[test]
     fn max_duration_caps_a_stuck_vad() {
         let mut d = TurnDetector::default();
         d.start_question(0.0);
@@ -1784,6 +1882,8 @@ mod tests {
     #[test]
     fn forced_cuts_mid_voice_do_not_end_the_turn() {
         let mut d = TurnDetector::default();
+        // A question expecting about this much, so that the short finished silence applies.
+        d.set_expected_answer_s(Some(30.0));
         d.start_question(0.0);
         d.voice_start(1.0);
         d.final_text(
@@ -1822,6 +1922,7 @@ mod tests {
     #[test]
     fn voice_active_at_the_question_is_counted_from_the_question() {
         let mut d = TurnDetector::default();
+        d.set_expected_answer_s(Some(30.0));
         d.voice_start(5.0);
         d.start_question(10.0);
         assert_eq!(poll_over(&mut d, 10.0, 40.0), None);

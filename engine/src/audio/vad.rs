@@ -93,6 +93,13 @@ impl Vad {
         self.in_speech
     }
 
+    /// Whether loud frames have begun that are not yet long enough to count as speech: a
+    /// voice start may be on its way (at most [`VadConfig::start_ms`] away). A turn decision
+    /// on silence should wait for it rather than talk over a speaker who just went on.
+    pub fn onset_pending(&self) -> bool {
+        !self.in_speech && self.loud_run > 0
+    }
+
     /// Current noise floor estimate in dBFS.
     pub fn noise_floor_db(&self) -> f32 {
         self.floor_db
@@ -225,6 +232,31 @@ mod tests {
                 amp * ((x as f32 / u32::MAX as f32) * 2.0 - 1.0)
             })
             .collect()
+    }
+
+    #[test]
+    fn an_onset_is_pending_until_it_is_long_enough_to_be_speech() {
+        let mut vad = Vad::new(VadConfig::default());
+        let mut events = Vec::new();
+        let quiet = vec![0.0005f32; 1600];
+        vad.push(&quiet, &mut events);
+        assert!(!vad.onset_pending());
+        // 20 ms of loud tone: below the 60 ms needed to start speech.
+        let loud: Vec<f32> = (0..320).map(|i| 0.3 * (i as f32 * 0.2).sin()).collect();
+        vad.push(&loud, &mut events);
+        assert!(events.is_empty());
+        assert!(vad.onset_pending());
+        // Quiet again: the blip was not speech and nothing is pending.
+        vad.push(&quiet, &mut events);
+        assert!(!vad.onset_pending());
+        // Long enough: speech starts and nothing is pending any more.
+        let longer: Vec<f32> = (0..1600).map(|i| 0.3 * (i as f32 * 0.2).sin()).collect();
+        vad.push(&longer, &mut events);
+        assert!(
+            matches!(events.as_slice(), [VadEvent::SpeechStart { .. }]),
+            "{events:?}"
+        );
+        assert!(!vad.onset_pending());
     }
 
     #[test]

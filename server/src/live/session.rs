@@ -174,6 +174,9 @@ pub fn question_id(rubric: &Rubric, question: &Question) -> String {
     }
 }
 
+/// A silence decision waits for a rising onset only while audio arrived this recently.
+const ONSET_HOLD_MAX: Duration = Duration::from_millis(200);
+
 /// The rubric item a question id is about: the item itself, or the item a probe
 /// (`probe:<item>:<n>`) follows up; other ids (intro, warm-up, closing) come back unchanged and
 /// name no item.
@@ -1406,6 +1409,21 @@ impl<'r> Session<'r> {
         let now = self.effective_now();
         match self.phase {
             Phase::Listening { .. } => {
+                let audio_flowing = self
+                    .last_audio
+                    .is_some_and(|(at, _)| at.elapsed() < ONSET_HOLD_MAX);
+                if audio_flowing
+                    && self
+                        .conn
+                        .as_ref()
+                        .is_some_and(|c| c.front.vad().onset_pending())
+                {
+                    // Sound is rising: the speaker may be going on. The next audio push either
+                    // confirms the voice start, which cancels the silence, or polls again
+                    // (held only while audio keeps coming, so a stalled stream cannot hold
+                    // the turn open).
+                    return;
+                }
                 let timer = Instant::now();
                 let decision = self.turn.poll(now);
                 self.live
