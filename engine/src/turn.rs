@@ -63,9 +63,9 @@ pub struct TurnConfig {
     /// A final transcript covers the audio up to a voice end if it ends no more than this
     /// before it (utterance ends and VAD ends are cut on slightly different grids).
     pub final_tolerance_s: f64,
-    /// With an expected answer length (see [`TurnDetector::set_expected_answer_s`]): a
-    /// finished-sounding answer with less speech than this share of it is more likely a
-    /// first point followed by a thinking pause than a whole answer…
+    /// With an expected answer length (see [`TurnDetector::set_expected_answer_s`], the
+    /// shortest a full answer runs): a finished-sounding answer with less speech than this
+    /// share of it is more likely a point followed by a thinking pause than a whole answer…
     pub early_share: f64,
     /// …so it needs this much silence (above the longest thinking pause that must not be cut).
     pub early_finished_silence_s: f64,
@@ -104,7 +104,7 @@ impl Default for TurnConfig {
             no_answer_s: 12.0,
             max_answer_s: 300.0,
             final_tolerance_s: 0.1,
-            early_share: 0.4,
+            early_share: 0.7,
             early_finished_silence_s: 3.0,
             open_long_answer_s: 20.0,
             complete_share: 0.8,
@@ -1575,12 +1575,12 @@ mod tests {
         assert_eq!(utterance(&mut d, first, 0.5, 16.7, 17.2), None);
         assert_eq!(poll_over(&mut d, 17.2, 19.2), None, "2.5 s pause not cut");
         let second = "It is only a first order estimate, so convexity matters for big moves.";
-        assert_eq!(utterance(&mut d, second, 19.2, 30.0, 30.5), None);
-        let decision = poll_over(&mut d, 30.5, 40.0).unwrap();
+        assert_eq!(utterance(&mut d, second, 19.2, 36.0, 36.5), None);
+        let decision = poll_over(&mut d, 36.5, 46.0).unwrap();
         assert_eq!(decision.reason, TurnEndReason::Silence);
         assert!(
-            (decision.at_s - 30.6).abs() < 0.06,
-            "past 40 % of the expected length: {decision:?}"
+            (decision.at_s - 36.6).abs() < 0.06,
+            "past 70 % of the expected length: {decision:?}"
         );
         // Without an expected length the same first point ends quickly.
         let mut quick = TurnDetector::default();
@@ -1594,7 +1594,7 @@ mod tests {
         // Question 1: "…the statute of frauds applies." (whisper dropped the "but"), a 2.4 s
         // pause that the early-answer patience covers, and the answer goes on.
         let mut d = TurnDetector::default();
-        d.set_expected_answer_s(Some(45.0));
+        d.set_expected_answer_s(Some(36.0));
         d.start_question(0.0);
         let first = "For goods over five hundred dollars the statute of frauds applies.";
         assert_eq!(utterance(&mut d, first, 0.5, 12.0, 12.5), None);
@@ -1616,25 +1616,26 @@ mod tests {
 
         // Question 2: the same kind of pause far into the answer, past the early share: the
         // finished rule alone would cut it at 0.6 s; the learned pause keeps listening.
+        d.set_expected_answer_s(Some(45.0));
         d.start_question(41.0);
         let first = "Ordinary PR advice usually does not qualify for the privilege.";
-        assert_eq!(utterance(&mut d, first, 41.5, 70.0, 70.4), None);
+        assert_eq!(utterance(&mut d, first, 41.5, 74.0, 74.4), None);
         assert_eq!(
-            poll_over(&mut d, 70.4, 72.8),
+            poll_over(&mut d, 74.4, 76.8),
             None,
             "a 2.8 s pause is not cut"
         );
         let rest = "If outside counsel hired the consultant, it can survive.";
-        assert_eq!(utterance(&mut d, rest, 72.8, 80.0, 80.4), None);
+        assert_eq!(utterance(&mut d, rest, 76.8, 84.0, 84.4), None);
         assert!((d.learned_pause_s() - 2.8).abs() < 1e-9);
-        let end = poll_over(&mut d, 80.4, 90.0).expect("the answer ends");
-        assert!((end.at_s - 83.3).abs() < 0.06, "2.8 s + 0.5 s: {end:?}");
+        let end = poll_over(&mut d, 84.4, 94.0).expect("the answer ends");
+        assert!((end.at_s - 87.3).abs() < 0.06, "2.8 s + 0.5 s: {end:?}");
         // An answer as long as the question calls for ends on the finished rule again.
         d.set_expected_answer_s(Some(30.0));
-        d.start_question(84.0);
-        assert_eq!(utterance(&mut d, rest, 84.5, 115.0, 115.3), None);
-        let end = poll_over(&mut d, 115.3, 120.0).expect("the answer ends");
-        assert!((end.at_s - 115.6).abs() < 0.06, "{end:?}");
+        d.start_question(88.0);
+        assert_eq!(utterance(&mut d, rest, 88.5, 119.0, 119.3), None);
+        let end = poll_over(&mut d, 119.3, 124.0).expect("the answer ends");
+        assert!((end.at_s - 119.6).abs() < 0.06, "{end:?}");
         // Plain short replies are not held back, and a reset forgets the speaker.
         d.set_expected_answer_s(None);
         d.start_question(121.0);
