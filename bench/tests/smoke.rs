@@ -151,6 +151,57 @@ fn smoke_run_writes_well_formed_results() {
         );
     }
     has_table(&read(&asr.join("summary.md")), "clip");
+    // The voice events the turn replay reads, and the replay itself.
+    let voice = json_lines(&asr.join("vad.jsonl"));
+    for v in &voice {
+        has_keys(v, &["clip", "voice", "at_s", "at_audio_s"], "voice event");
+    }
+    for kind in ["start", "end"] {
+        assert!(
+            voice.iter().any(|v| v["voice"] == kind),
+            "no voice {kind} in {voice:?}"
+        );
+    }
+    let replays = clips[0]["turns"].as_array().expect("turn replays");
+    assert_eq!(replays.len(), 2, "as its item's answer and an open one");
+    for r in replays {
+        has_keys(
+            r,
+            &["question", "decided_at_s", "reason", "cut_in", "transcript"],
+            "replay",
+        );
+        assert!(r["decided_at_s"].is_number(), "every replay decides: {r}");
+    }
+    assert_eq!(summary["turns"].as_array().map(Vec::len), Some(2));
+    // `turns` reads the run back and replays it again, with a setting changed.
+    let replayed = out.path().join("turns");
+    let status = Command::new(env!("CARGO_BIN_EXE_nextmark-bench"))
+        .args(["turns", "--set", "finished_silence_s=0.7", "--from"])
+        .arg(&asr)
+        .arg("--out")
+        .arg(&replayed)
+        .status()
+        .unwrap();
+    assert!(status.success(), "nextmark-bench turns failed: {status}");
+    let again = json(&replayed.join("summary.json"));
+    assert_eq!(again["kind"], "turns");
+    assert_eq!(again["config"]["finished_silence_s"], 0.7);
+    assert_eq!(
+        again["clips"][0]["replays"].as_array().map(Vec::len),
+        Some(2)
+    );
+    has_table(&read(&replayed.join("summary.md")), "question");
+    // A setting the detector does not have is refused, naming it.
+    let refused = Command::new(env!("CARGO_BIN_EXE_nextmark-bench"))
+        .args(["turns", "--set", "patience=9", "--from"])
+        .arg(&asr)
+        .arg("--out")
+        .arg(out.path().join("refused"))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("\"patience\""), "{stderr}");
 
     let engine = out.path().join("engine");
     let summary = json(&engine.join("summary.json"));

@@ -1847,6 +1847,28 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_short_of_most_of_its_expected_length_gets_patience() {
+        // 33 s of speech to a question whose full answers run 60 s or more (55 %): a
+        // finished-sounding sentence is more likely a point before a pause than the end.
+        let c = TurnConfig::default();
+        let mut d = TurnDetector::default();
+        d.set_expected_answer_s(Some(60.0));
+        d.start_question(0.0);
+        assert_eq!(utterance(&mut d, FINISHED, 1.0, 34.0, 34.4), None);
+        assert_eq!(
+            poll_over(&mut d, 34.4, 34.0 + c.early_finished_silence_s - 0.05),
+            None
+        );
+        assert!(d.poll(34.0 + c.early_finished_silence_s).is_some());
+        // At 75 % the short finished silence applies.
+        let mut d = TurnDetector::default();
+        d.set_expected_answer_s(Some(60.0));
+        d.start_question(0.0);
+        assert_eq!(utterance(&mut d, FINISHED, 1.0, 46.0, 46.4), None);
+        assert!(poll_over(&mut d, 46.4, 46.0 + c.finished_silence_s + 0.05).is_some());
+    }
+
+    #[test]
     fn a_long_answer_to_a_question_without_a_length_gets_patience() {
         // 25 s of speech to a question that sets no length: a finished-sounding sentence is
         // no proof of an end (whisper drops a trailing "but"), so it waits the early silence.
