@@ -380,3 +380,46 @@ fn an_idle_pool_gives_a_final_every_core() {
     }
     pool.shutdown();
 }
+
+/// A prompted decode that collapses to a fragment is decoded again without the prompt. Seen in
+/// the bench with the live server's item prompt: the 14.5 s utterance of
+/// `med-sepsis-first-hour.strong` after its 2.8 s pause came back as "norar" (a piece of the
+/// prompt's "noradrenaline"); the reference has 44 words there.
+#[test]
+fn a_prompt_that_collapses_a_decode_is_dropped_for_that_decode() {
+    let model = WhisperModel::load(&model_path()).unwrap();
+    let pool = WorkerPool::start(&model, PoolConfig::for_cores(2)).unwrap();
+    let rubric = nextmark_engine::rubric::Rubric::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../rubrics/medicine.toml"),
+    )
+    .unwrap();
+    let item = rubric.item("med-sepsis-first-hour").unwrap();
+    let audio = decode_file(
+        &fixtures().join("med-sepsis-first-hour.strong.espeak-en-gb.16k.flac"),
+        DecodeLimits::default(),
+    )
+    .unwrap();
+    let mut opts = DriveOptions::default();
+    opts.stream.partials = false;
+    opts.stream.prompt = rubric.item_prompt(item, 100).map(Into::into);
+    let run = transcribe_stream(&pool, &audio, &opts).unwrap();
+    pool.shutdown();
+    for (utterance, text) in finals(&run) {
+        let span = run.events.iter().find_map(|e| match &e.event {
+            TranscriptEvent::Final {
+                utterance: u,
+                start_s,
+                end_s,
+                ..
+            } if *u == utterance => Some(end_s - start_s),
+            _ => None,
+        });
+        let seconds = span.unwrap();
+        let words = text.split_whitespace().count();
+        println!("{seconds:5.2} s, {words:3} words: {text}");
+        assert!(
+            seconds < 3.0 || words as f64 >= seconds,
+            "{words} words for {seconds:.1} s of speech: {text:?}"
+        );
+    }
+}

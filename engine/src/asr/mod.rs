@@ -176,7 +176,35 @@ impl WhisperWorker {
     }
 
     /// [`transcribe`](Self::transcribe) on `threads` threads for this call.
+    ///
+    /// A decode with a vocabulary prompt whose text is far too short for its audio (see
+    /// [`prompt_collapsed`]) is run again without the prompt, and the wordier result is kept.
     pub fn transcribe_on(
+        &mut self,
+        samples: &[f32],
+        opts: &DecodeOptions,
+        threads: usize,
+    ) -> Result<Vec<Segment>, AsrError> {
+        let segments = self.decode(samples, opts, threads)?;
+        if opts.prompt.is_none() || !prompt_collapsed(&segments, samples.len()) {
+            return Ok(segments);
+        }
+        let unprompted = DecodeOptions {
+            prompt: None,
+            ..opts.clone()
+        };
+        let retry = self.decode(samples, &unprompted, threads)?;
+        let (before, after) = (word_count(&segments), word_count(&retry));
+        tracing::info!(
+            audio_s = samples.len() as f64 / f64::from(TARGET_RATE),
+            words_with_prompt = before,
+            words_without = after,
+            "prompted decode collapsed; decoded again without the prompt"
+        );
+        Ok(if after > before { retry } else { segments })
+    }
+
+    fn decode(
         &mut self,
         samples: &[f32],
         opts: &DecodeOptions,
@@ -238,6 +266,33 @@ impl WhisperWorker {
     }
 }
 
+/// Audio shorter than this is never judged collapsed: a short clip may hold one word.
+const COLLAPSE_MIN_AUDIO_S: f64 = 3.0;
+/// Fewer words a second than this over a whole utterance is not speech transcribed: people
+/// say two to three words a second, and utterances are cut at pauses, so they are mostly
+/// speech.
+const COLLAPSE_WORDS_PER_S: f64 = 0.25;
+
+/// Whether a decode gave some words but far too few for its audio. With a vocabulary prompt
+/// tiny.en now and then answers a whole utterance with a fragment of the prompt and stops
+/// (seen: 14 s of speech → "norar", after a prompt holding "noradrenaline"); without the
+/// prompt the same audio decodes normally. No words at all (noise, silence, whisper's
+/// `[BLANK_AUDIO]`) is not a collapse: decoding noise twice would only cost time.
+pub fn prompt_collapsed(segments: &[Segment], samples: usize) -> bool {
+    let seconds = samples as f64 / f64::from(TARGET_RATE);
+    let words = word_count(segments);
+    seconds >= COLLAPSE_MIN_AUDIO_S && words > 0 && (words as f64) < seconds * COLLAPSE_WORDS_PER_S
+}
+
+/// Words in the segments that are not whisper's noise phrases or annotations.
+fn word_count(segments: &[Segment]) -> usize {
+    segments
+        .iter()
+        .filter(|s| !filter::is_hallucination(s))
+        .map(|s| s.text.split_whitespace().count())
+        .sum()
+}
+
 /// Joins segment texts with single spaces.
 pub fn join_text(segments: &[Segment]) -> String {
     let mut out = String::new();
@@ -248,4 +303,45 @@ pub fn join_text(segments: &[Segment]) -> String {
         out.push_str(s.text.trim());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(text: &str) -> Segment {
+        Segment {
+            start_s: 0.0,
+            end_s: 1.0,
+            text: text.to_string(),
+            no_speech_prob: 0.0,
+        }
+    }
+
+    const SECOND: usize = TARGET_RATE as usize;
+
+    #[test]
+    fn a_fragment_for_a_long_utterance_is_a_collapse() {
+        assert!(prompt_collapsed(&[segment("norar")], 14 * SECOND));
+        assert!(prompt_collapsed(&[segment("and so")], 10 * SECOND));
+    }
+
+    #[test]
+    fn normal_speech_rates_and_short_clips_are_not_collapses() {
+        let sentence = segment("I take blood cultures before antibiotics, but I don't delay them.");
+        assert!(!prompt_collapsed(&[sentence], 5 * SECOND));
+        // One word is a whole answer on a short clip ("Yes.", a long "Hmm").
+        assert!(!prompt_collapsed(&[segment("Yes.")], 2 * SECOND));
+        assert!(!prompt_collapsed(&[segment("Hmm, yes.")], 4 * SECOND));
+    }
+
+    #[test]
+    fn no_words_at_all_is_noise_not_a_collapse() {
+        assert!(!prompt_collapsed(&[], 12 * SECOND));
+        assert!(!prompt_collapsed(&[segment("[BLANK_AUDIO]")], 12 * SECOND));
+        assert!(!prompt_collapsed(
+            &[segment("Thanks for watching!")],
+            12 * SECOND
+        ));
+    }
 }
