@@ -52,6 +52,9 @@ pub struct AsrOptions {
     /// Prompt the decoder with the glossary terms of the clip's item, as the live server does
     /// (`Rubric::item_prompt`, at most 100 characters).
     pub item_prompt: bool,
+    /// Prompt the decoder with the clip's item terms and then the rest of the glossary
+    /// (`Rubric::item_first_prompt`, at most 250 characters).
+    pub item_first_prompt: bool,
 }
 
 /// How [`ClipResult::rtf`] is defined in realtime mode.
@@ -442,6 +445,8 @@ pub struct AsrSummary {
     pub glossary: bool,
     /// The decoder had the glossary terms of the clip's item as a prompt.
     pub item_prompt: bool,
+    /// The decoder had the item terms, then the glossary's, up to 250 characters.
+    pub item_first_prompt: bool,
     /// Where it ran.
     pub machine: Machine,
     /// Over all clips.
@@ -515,10 +520,19 @@ pub fn run(paths: &Paths, options: &AsrOptions, out: &Path) -> Result<()> {
     let config = pool_config(options);
     let pool = WorkerPool::start(&model, config).context("starting the whisper worker pool")?;
     // Prompts by discipline id (whole glossary) or by item id (the item's terms).
-    let glossaries = if options.glossary || options.item_prompt {
+    let glossaries = if options.glossary || options.item_prompt || options.item_first_prompt {
         let rubrics = rubric::load_dir(&paths.rubrics)
             .with_context(|| format!("loading rubrics from {}", paths.rubrics.display()))?;
-        if options.item_prompt {
+        if options.item_first_prompt {
+            rubrics
+                .iter()
+                .flat_map(|r| {
+                    r.items.iter().filter_map(|item| {
+                        Some((item.id.clone(), r.item_first_prompt(Some(item), 250)?))
+                    })
+                })
+                .collect()
+        } else if options.item_prompt {
             rubrics
                 .iter()
                 .flat_map(|r| {
@@ -562,6 +576,7 @@ pub fn run(paths: &Paths, options: &AsrOptions, out: &Path) -> Result<()> {
         partials: options.partials,
         glossary: options.glossary,
         item_prompt: options.item_prompt,
+        item_first_prompt: options.item_first_prompt,
         machine: Machine::detect(),
         overall,
         turns: turn_figures,
@@ -607,7 +622,7 @@ fn run_clips(
             ..DriveOptions::default()
         };
         drive.stream.partials = options.partials;
-        let key = if options.item_prompt {
+        let key = if options.item_prompt || options.item_first_prompt {
             clip.item_id.as_ref()
         } else {
             clip.discipline.as_ref()
@@ -698,7 +713,7 @@ pub fn markdown(s: &AsrSummary) -> String {
     let mut md = format!(
         "# nextmark-bench asr ({mode})\n\n\
          Started {started}, {n} clip(s), model `{model}`, {w} worker(s) × {t} thread(s) \
-         (idle-pool finals on every core: {boost}), partials {partials}, glossary prompt {glossary}, item prompt {item_prompt}.\n{machine}\n\n\
+         (idle-pool finals on every core: {boost}), partials {partials}, glossary prompt {glossary}, item prompt {item_prompt}, item-first prompt {item_first}.\n{machine}\n\n\
          RTF = {rtf}. Lags in seconds (realtime mode only): partial = shown − end of the audio \
          it covers; final = shown − utterance end; end-of-answer = last final with text − \
          `last_voiced_s`.\n\n",
@@ -716,6 +731,7 @@ pub fn markdown(s: &AsrSummary) -> String {
         partials = if s.partials { "on" } else { "off" },
         glossary = if s.glossary { "on" } else { "off" },
         item_prompt = if s.item_prompt { "on" } else { "off" },
+        item_first = if s.item_first_prompt { "on" } else { "off" },
         machine = s.machine.markdown(),
         rtf = s.rtf_definition,
     );

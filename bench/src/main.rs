@@ -82,9 +82,14 @@ struct AsrArgs {
     /// Give the decoder the discipline rubric's glossary as a vocabulary prompt.
     #[arg(long, conflicts_with = "item_prompt")]
     glossary: bool,
-    /// Give the decoder the glossary terms of the clip's item (as the live server does).
-    #[arg(long)]
+    /// Give the decoder the glossary terms of the clip's item (the server's
+    /// `live.vocabulary_prompt = "item"`).
+    #[arg(long, conflicts_with = "item_first_prompt")]
     item_prompt: bool,
+    /// Give the decoder the clip's item terms, then the rest of the glossary up to 250
+    /// characters (the server's `live.vocabulary_prompt = "item_first"`).
+    #[arg(long, conflicts_with = "glossary")]
+    item_first_prompt: bool,
     /// Output directory (default: `bench/results/<UTC timestamp>-asr`).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -236,6 +241,7 @@ fn main() -> Result<()> {
                 boost_idle_finals: a.boost_idle_finals,
                 glossary: a.glossary,
                 item_prompt: a.item_prompt,
+                item_first_prompt: a.item_first_prompt,
             };
             asr::run(&a.paths, &options, &out)?;
             eprintln!("results in {}", out.display());
@@ -308,6 +314,7 @@ fn smoke(args: &SmokeArgs) -> Result<()> {
         boost_idle_finals: false,
         glossary: false,
         item_prompt: false,
+        item_first_prompt: false,
     };
     asr::run(&args.paths, &options, &asr_out)?;
     let engine_out = output::result_dir(Some(args.out.join("engine")), "engine")?;

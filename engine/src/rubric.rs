@@ -562,6 +562,39 @@ impl Rubric {
         }
         (!prompt.is_empty()).then_some(prompt)
     }
+
+    /// A transcriber prompt of bounded cost for answers to `item` (or to a question without
+    /// one: the intro, the warm-up): the item's own glossary terms ([`item_prompt`]) first, then
+    /// the discipline's other glossary terms in glossary order, joined with ", " up to
+    /// `max_chars` characters; `None` only when the glossary is empty.
+    ///
+    /// Why not just the item's terms: the list-like context of a longer glossary is what makes
+    /// tiny.en write commas rather than periods at a speaker's pauses, and the turn rules read
+    /// a period before a pause as a possible end. Why not the whole glossary: see
+    /// [`item_prompt`]; at 250 characters (~60 tokens) the prompt costs a quarter of the whole
+    /// glossary's buffers (bench/README.md, "vocabulary prompt").
+    ///
+    /// [`item_prompt`]: Self::item_prompt
+    pub fn item_first_prompt(&self, item: Option<&Item>, max_chars: usize) -> Option<String> {
+        let mut prompt = item
+            .and_then(|item| self.item_prompt(item, max_chars))
+            .unwrap_or_default();
+        let taken: Vec<String> = prompt.split(", ").map(str::to_string).collect();
+        for term in &self.glossary {
+            if taken.iter().any(|t| t == term) {
+                continue;
+            }
+            let extra = if prompt.is_empty() { 0 } else { 2 } + term.chars().count();
+            if prompt.chars().count() + extra > max_chars {
+                break;
+            }
+            if !prompt.is_empty() {
+                prompt.push_str(", ");
+            }
+            prompt.push_str(term);
+        }
+        (!prompt.is_empty()).then_some(prompt)
+    }
 }
 
 /// Lower-case words separated by single spaces (punctuation and hyphens become spaces), for
@@ -1057,6 +1090,39 @@ mod tests {
                 .is_none_or(|t| medicine.glossary.iter().any(|g| g == t)),
             "{tight:?}"
         );
+    }
+
+    #[test]
+    fn an_item_first_prompt_leads_with_the_item_terms_and_fills_up_from_the_glossary() {
+        let medicine = Rubric::load(&rubrics_dir().join("medicine.toml")).unwrap();
+        let arrest = medicine.item("med-cardiac-arrest").unwrap();
+        let own = medicine.item_prompt(arrest, 100).unwrap();
+        let prompt = medicine.item_first_prompt(Some(arrest), 250).unwrap();
+        assert!(prompt.starts_with(&own), "{prompt}");
+        assert!(prompt.chars().count() <= 250 && prompt.chars().count() > own.len() + 50);
+        let terms: Vec<&str> = prompt.split(", ").collect();
+        for (i, term) in terms.iter().enumerate() {
+            assert!(medicine.glossary.iter().any(|g| g == term), "{term}");
+            assert!(!terms[..i].contains(term), "{term} twice in {prompt}");
+        }
+        // After the item's own terms, the rest follow the glossary's order.
+        let rest: Vec<&str> = terms[own.split(", ").count()..].to_vec();
+        let order: Vec<usize> = rest
+            .iter()
+            .map(|t| medicine.glossary.iter().position(|g| g == t).unwrap())
+            .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{rest:?}");
+        // Without an item (the intro, the warm-up): the head of the glossary.
+        let intro = medicine.item_first_prompt(None, 250).unwrap();
+        assert!(intro.starts_with(&medicine.glossary[0]), "{intro}");
+        assert!(intro.chars().count() <= 250);
+        // Every shipped item gets one within budget.
+        for rubric in load_dir(&rubrics_dir()).unwrap() {
+            for item in &rubric.items {
+                let p = rubric.item_first_prompt(Some(item), 250).unwrap();
+                assert!(p.chars().count() <= 250, "{}: {p}", item.id);
+            }
+        }
     }
 
     /// A valid rubric, mutated by each test to break exactly one rule.

@@ -34,11 +34,15 @@ pub enum SttBackend {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum VocabularyPrompt {
-    /// The discipline's whole glossary, for every answer (the default).
+    /// The discipline's whole glossary, for every answer.
     Glossary,
     /// The glossary terms of the item being answered (`Rubric::item_prompt`); none for the
     /// intro and warm-up.
     Item,
+    /// The item's glossary terms first, then the discipline's other terms, up to 250
+    /// characters (`Rubric::item_first_prompt`); the glossary's head for the intro and warm-up
+    /// (the default).
+    ItemFirst,
     /// No prompt.
     None,
 }
@@ -57,10 +61,11 @@ pub struct LiveSettings {
     /// `PoolConfig::boost_idle_finals`): the end of an answer is transcribed ~0.1 s sooner on an
     /// idle machine, for about a fifth more CPU per stream (bench/README.md). Off by default.
     pub asr_boost_idle_finals: bool,
-    /// The transcriber's vocabulary prompt. The whole glossary costs ~0.15 s of decoding per
-    /// utterance and ~100 MB per decoder (whisper.cpp computes vocabulary logits for every
-    /// prompt token), but the turn rules are tuned on the transcripts it gives; `item` or
-    /// `none` answer faster and leaner and cut into more thinking pauses (bench/README.md).
+    /// The transcriber's vocabulary prompt. whisper.cpp computes vocabulary logits for every
+    /// prompt token: the whole glossary (~200 tokens) costs ~0.15 s of decoding per utterance
+    /// and ~100 MB per decoder; `item_first` (~60 tokens) keeps the list-like context that
+    /// makes tiny.en write commas at a speaker's pauses, for a quarter of that; `item` or
+    /// `none` are leaner still but cut into more thinking pauses (bench/README.md).
     pub vocabulary_prompt: VocabularyPrompt,
     /// Speech-to-text backend.
     pub stt: SttBackend,
@@ -145,7 +150,7 @@ impl Default for LiveSettings {
             asr_workers: None,
             asr_threads: None,
             asr_boost_idle_finals: false,
-            vocabulary_prompt: VocabularyPrompt::Glossary,
+            vocabulary_prompt: VocabularyPrompt::ItemFirst,
             stt: SttBackend::Local,
             stt_base_url: None,
             stt_model: "whisper-1".into(),
@@ -201,8 +206,9 @@ impl LiveSettings {
                 self.vocabulary_prompt = match value {
                     "glossary" => VocabularyPrompt::Glossary,
                     "item" => VocabularyPrompt::Item,
+                    "item_first" => VocabularyPrompt::ItemFirst,
                     "none" => VocabularyPrompt::None,
-                    other => bail!("{name}={other:?}: expected glossary, item or none"),
+                    other => bail!("{name}={other:?}: expected glossary, item, item_first or none"),
                 }
             }
             "STT_BASE_URL" => self.stt_base_url = Some(value.into()),

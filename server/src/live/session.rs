@@ -160,6 +160,9 @@ impl LoggedEvent {
 /// Longest item vocabulary prompt, in characters (~30 tokens: each prompt token costs a
 /// vocabulary-sized row of logits in every decode).
 const ITEM_PROMPT_CHARS: usize = 100;
+/// Length of an `item_first` prompt: ~60 tokens, a quarter of the whole glossary's decoding
+/// cost and buffers.
+const ITEM_FIRST_PROMPT_CHARS: usize = 250;
 
 /// The stable id of a question on the wire and in storage.
 pub fn question_id(rubric: &Rubric, question: &Question) -> String {
@@ -180,6 +183,22 @@ const ONSET_HOLD_MAX: Duration = Duration::from_millis(200);
 /// The rubric item a question id is about: the item itself, or the item a probe
 /// (`probe:<item>:<n>`) follows up; other ids (intro, warm-up, closing) come back unchanged and
 /// name no item.
+/// The transcriber's prompt for answers to `question` (a question id; `None` before the first
+/// question) under `mode`.
+fn vocabulary_prompt(
+    mode: VocabularyPrompt,
+    rubric: &Rubric,
+    question: Option<&str>,
+) -> Option<String> {
+    let item = question.and_then(|id| rubric.item(item_of_question(id)));
+    match mode {
+        VocabularyPrompt::Glossary => Some(rubric.glossary_prompt()),
+        VocabularyPrompt::ItemFirst => rubric.item_first_prompt(item, ITEM_FIRST_PROMPT_CHARS),
+        VocabularyPrompt::Item => item.and_then(|item| rubric.item_prompt(item, ITEM_PROMPT_CHARS)),
+        VocabularyPrompt::None => None,
+    }
+}
+
 fn item_of_question(id: &str) -> &str {
     id.strip_prefix("probe:")
         .and_then(|rest| rest.rsplit_once(':'))
@@ -497,18 +516,16 @@ struct Session<'r> {
 impl<'r> Session<'r> {
     fn new(live: Arc<LiveShared>, rubric: &'r Rubric, seed: SessionSeed) -> Self {
         let (asr_tx, asr_rx) = mpsc::channel(ASR_RESULTS_CAPACITY);
-        // The default whole-glossary prompt is costly (whisper.cpp computes the vocabulary
-        // logits of all ~200 prompt tokens: ~0.15 s a decode on one core, ~100 MB of buffers
-        // per decoder); a question's own terms or no prompt decode faster, but tiny.en then
-        // ends far more pauses with a period, and the turn rules, tuned on the comma-style
-        // transcripts this list-like prompt gives, cut into thinking pauses (bench/README.md,
-        // "vocabulary prompt"). With `item`, the prompt follows the question (see `ask`).
-        let prompt = match live.settings.vocabulary_prompt {
-            VocabularyPrompt::Glossary => Some(rubric.glossary_prompt().into()),
-            VocabularyPrompt::Item | VocabularyPrompt::None => None,
-        };
+        // The whole-glossary prompt is costly (whisper.cpp computes the vocabulary logits of
+        // all ~200 prompt tokens: ~0.15 s a decode on one core, ~100 MB of buffers per
+        // decoder); a question's own terms or no prompt decode faster, but tiny.en then ends
+        // far more pauses with a period, and the turn rules cut into thinking pauses. The
+        // default `item_first` keeps a shorter list-like prompt: the question's terms, then
+        // the glossary's (bench/README.md, "vocabulary prompt"). With `item` and `item_first`
+        // the prompt follows the question (see `ask`).
+        let prompt = vocabulary_prompt(live.settings.vocabulary_prompt, rubric, None);
         let stream = StreamConfig {
-            prompt,
+            prompt: prompt.map(Into::into),
             ..StreamConfig::default()
         };
         let mut config = InterviewConfig {
@@ -1558,11 +1575,9 @@ impl<'r> Session<'r> {
         // with a finished-sounding first point of a long answer.
         let expected = self.rubric.item(&id).map(|item| item.expected_seconds.0);
         self.turn.set_expected_answer_s(expected);
-        if self.live.settings.vocabulary_prompt == VocabularyPrompt::Item {
-            let prompt = self
-                .rubric
-                .item(item_of_question(&id))
-                .and_then(|item| self.rubric.item_prompt(item, ITEM_PROMPT_CHARS));
+        let mode = self.live.settings.vocabulary_prompt;
+        if matches!(mode, VocabularyPrompt::Item | VocabularyPrompt::ItemFirst) {
+            let prompt = vocabulary_prompt(mode, self.rubric, Some(&id));
             self.transcriber.set_prompt(prompt.map(Arc::from));
         }
         self.answer = AnswerSoFar::new();
@@ -1894,5 +1909,56 @@ mod tests {
         assert_eq!(item_of_question(&item.id), item.id);
         let intro = question_id(&rubric, &Question::Intro);
         assert!(rubric.item(item_of_question(&intro)).is_none());
+    }
+
+    #[test]
+    fn the_vocabulary_prompt_follows_the_question_in_the_item_modes() {
+        let rubric = Rubric::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rubrics/medicine.toml"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let (index, item) = rubric
+            .items
+            .iter()
+            .enumerate()
+            .find(|(_, i)| rubric.item_prompt(i, ITEM_PROMPT_CHARS).is_some())
+            .expect("an item with glossary terms");
+        let own = rubric.item_prompt(item, ITEM_PROMPT_CHARS).unwrap();
+        let probe = question_id(
+            &rubric,
+            &Question::Probe {
+                item: index,
+                probe: 0,
+            },
+        );
+        let intro = question_id(&rubric, &Question::Intro);
+        let prompt = |mode, q: Option<&str>| vocabulary_prompt(mode, &rubric, q);
+
+        // item_first (the default): the glossary's head before an item, the item's terms
+        // first for it and for its probes, always within budget.
+        let head = prompt(VocabularyPrompt::ItemFirst, None).unwrap();
+        assert!(head.starts_with(&rubric.glossary[0]), "{head}");
+        assert_eq!(
+            prompt(VocabularyPrompt::ItemFirst, Some(&intro)),
+            Some(head)
+        );
+        for q in [item.id.as_str(), probe.as_str()] {
+            let p = prompt(VocabularyPrompt::ItemFirst, Some(q)).unwrap();
+            assert!(p.starts_with(&own) && p.len() > own.len(), "{q}: {p}");
+            assert!(p.chars().count() <= ITEM_FIRST_PROMPT_CHARS);
+        }
+        // item: the item's own terms only, nothing for the intro.
+        assert_eq!(
+            prompt(VocabularyPrompt::Item, Some(&item.id)),
+            Some(own.clone())
+        );
+        assert_eq!(prompt(VocabularyPrompt::Item, Some(&probe)), Some(own));
+        assert_eq!(prompt(VocabularyPrompt::Item, Some(&intro)), None);
+        // glossary: the whole list whatever the question; none: nothing.
+        assert_eq!(
+            prompt(VocabularyPrompt::Glossary, Some(&item.id)),
+            Some(rubric.glossary_prompt())
+        );
+        assert_eq!(prompt(VocabularyPrompt::None, Some(&item.id)), None);
     }
 }

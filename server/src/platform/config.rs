@@ -290,7 +290,18 @@ mod tests {
             config.live.vocabulary_prompt,
             crate::live::config::VocabularyPrompt::Item
         );
+        let item_first = PlatformConfig::default()
+            .with_env(vars(&[("NEXTMARK_LIVE_VOCABULARY_PROMPT", "item_first")]))
+            .expect("valid");
+        assert_eq!(
+            item_first.live.vocabulary_prompt,
+            crate::live::config::VocabularyPrompt::ItemFirst
+        );
         assert!(!PlatformConfig::default().live.asr_boost_idle_finals);
+        assert_eq!(
+            PlatformConfig::default().live.vocabulary_prompt,
+            crate::live::config::VocabularyPrompt::ItemFirst
+        );
         assert_eq!(config.storage.url, "s3://bucket/prefix");
         assert_eq!(config.live.stt, crate::live::config::SttBackend::Openai);
         assert!(!config.live.stt_fallback);
@@ -315,7 +326,7 @@ mod tests {
             ),
             (
                 vec![("NEXTMARK_LIVE_VOCABULARY_PROMPT", "all")],
-                "expected glossary, item or none",
+                "expected glossary, item, item_first or none",
             ),
             (
                 vec![("NEXTMARK_LIVE_ASR_BOOST_IDLE_FINALS", "2")],
