@@ -115,6 +115,11 @@ impl ServerProcess {
         self.child.wait().expect("reap the server");
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// What it logged so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -300,4 +305,43 @@ async fn kill_9_mid_interview_on_sqlite_resumes_with_every_answer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_interview_on_postgres_resumes_with_every_answer() {
     kill_9_mid_interview_loses_nothing_committed(Db::Postgres).await;
+}
+
+/// The variables of a running process (Linux).
+fn environment_of(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .expect("the server's environment")
+        .split(|b| *b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect()
+}
+
+/// The server caps glibc's malloc arenas at one per core (it restarts itself with
+/// `MALLOC_ARENA_MAX` set, in the same process), and keeps a cap the operator set.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_runs_with_one_malloc_arena_per_core_unless_told_otherwise() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("arenas.db").display());
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut capped = ServerProcess::start(&url, dir.path(), "capped").await;
+    let env = environment_of(capped.pid());
+    assert!(
+        env.contains(&format!("MALLOC_ARENA_MAX={cores}")),
+        "{:?}",
+        env.iter()
+            .filter(|v| v.starts_with("MALLOC"))
+            .collect::<Vec<_>>()
+    );
+    capped.kill_9();
+    let mut told = ServerProcess::start_with(
+        &url,
+        dir.path(),
+        "told",
+        free_port(),
+        &[("MALLOC_ARENA_MAX", "5".to_string())],
+    )
+    .await;
+    assert!(environment_of(told.pid()).contains(&"MALLOC_ARENA_MAX=5".to_string()));
+    told.kill_9();
 }
