@@ -545,22 +545,11 @@ impl Rubric {
             .collect::<Vec<_>>()
             .join(" ");
         let haystack = format!(" {} ", words_only(&text));
-        let mut prompt = String::new();
-        for term in &self.glossary {
+        let used = self.glossary.iter().filter(|term| {
             let needle = words_only(term);
-            if needle.is_empty() || !haystack.contains(&format!(" {needle} ")) {
-                continue;
-            }
-            let extra = if prompt.is_empty() { 0 } else { 2 } + term.chars().count();
-            if prompt.chars().count() + extra > max_chars {
-                break;
-            }
-            if !prompt.is_empty() {
-                prompt.push_str(", ");
-            }
-            prompt.push_str(term);
-        }
-        (!prompt.is_empty()).then_some(prompt)
+            !needle.is_empty() && haystack.contains(&format!(" {needle} "))
+        });
+        term_list(String::new(), used, max_chars)
     }
 
     /// A transcriber prompt of bounded cost for answers to `item` (or to a question without
@@ -576,25 +565,36 @@ impl Rubric {
     ///
     /// [`item_prompt`]: Self::item_prompt
     pub fn item_first_prompt(&self, item: Option<&Item>, max_chars: usize) -> Option<String> {
-        let mut prompt = item
+        let own = item
             .and_then(|item| self.item_prompt(item, max_chars))
             .unwrap_or_default();
-        let taken: Vec<String> = prompt.split(", ").map(str::to_string).collect();
-        for term in &self.glossary {
-            if taken.iter().any(|t| t == term) {
-                continue;
-            }
-            let extra = if prompt.is_empty() { 0 } else { 2 } + term.chars().count();
-            if prompt.chars().count() + extra > max_chars {
-                break;
-            }
-            if !prompt.is_empty() {
-                prompt.push_str(", ");
-            }
-            prompt.push_str(term);
-        }
-        (!prompt.is_empty()).then_some(prompt)
+        let taken: Vec<&str> = own.split(", ").collect();
+        let others = self
+            .glossary
+            .iter()
+            .filter(|term| !taken.contains(&term.as_str()));
+        term_list(own.clone(), others, max_chars)
     }
+}
+
+/// `prompt` followed by `terms`, joined with ", ", up to the first term that would take it past
+/// `max_chars` characters (terms are never cut); `None` when nothing is in it.
+fn term_list<'a>(
+    mut prompt: String,
+    terms: impl Iterator<Item = &'a String>,
+    max_chars: usize,
+) -> Option<String> {
+    for term in terms {
+        let extra = if prompt.is_empty() { 0 } else { 2 } + term.chars().count();
+        if prompt.chars().count() + extra > max_chars {
+            break;
+        }
+        if !prompt.is_empty() {
+            prompt.push_str(", ");
+        }
+        prompt.push_str(term);
+    }
+    (!prompt.is_empty()).then_some(prompt)
 }
 
 /// Lower-case words separated by single spaces (punctuation and hyphens become spaces), for
