@@ -258,7 +258,29 @@ async fn a_reviewer_revokes_an_interview_link(app: TestApp) {
     assert_eq!(unknown.status, 404, "{}", unknown.text);
 }
 
+/// Instances started together on one database each ensure the same staff account: neither
+/// fails on the other's insert (the failover bench's two `serve --demo` did, now and then).
+async fn instances_ensuring_one_staff_account_at_once_both_succeed(app: TestApp) {
+    let email = "twice.admin@nextmark.test";
+    for round in 0..3 {
+        let (a, b) = tokio::join!(
+            app.state
+                .ensure_staff(email, "Twice", StaffRole::Admin, Some("first password 1")),
+            app.state
+                .ensure_staff(email, "Twice", StaffRole::Admin, Some("second password 2")),
+        );
+        a.unwrap_or_else(|e| panic!("round {round}, first: {e:#}"));
+        b.unwrap_or_else(|e| panic!("round {round}, second: {e:#}"));
+    }
+    let logins = [
+        login(&app, email, "first password 1").await.status,
+        login(&app, email, "second password 2").await.status,
+    ];
+    assert!(logins.contains(&200), "{logins:?}");
+}
+
 platform_test!(
+    instances_ensuring_one_staff_account_at_once_both_succeed,
     a_reviewer_revokes_an_interview_link,
     a_staff_account_locks_after_100_wrong_passwords_in_an_hour,
     a_client_is_refused_after_100_invalid_links_in_an_hour,

@@ -165,15 +165,32 @@ impl AppState {
             .await
             .context("hashing password")??;
         let email = email.trim().to_lowercase();
-        match self.store.staff_by_email(&email).await? {
-            Some((staff, _)) => self.store.set_staff_password(&staff.id, &hash).await?,
-            None => {
-                let staff = self
-                    .store
-                    .create_staff(&email, name, role, &hash, self.now())
-                    .await?;
+        if let Some((staff, _)) = self.store.staff_by_email(&email).await? {
+            self.store.set_staff_password(&staff.id, &hash).await?;
+            return Ok((email, password));
+        }
+        match self
+            .store
+            .create_staff(&email, name, role, &hash, self.now())
+            .await
+        {
+            Ok(staff) => {
                 tracing::info!(email = %staff.email, role = role.as_str(), "staff account created");
             }
+            // Another instance on the same database created it since the lookup (instances
+            // started together): set the password on that account instead.
+            Err(StoreError::Conflict {
+                code: "email_taken",
+                ..
+            }) => {
+                let (staff, _) = self
+                    .store
+                    .staff_by_email(&email)
+                    .await?
+                    .context("the staff account another instance created is gone")?;
+                self.store.set_staff_password(&staff.id, &hash).await?;
+            }
+            Err(e) => return Err(e.into()),
         }
         Ok((email, password))
     }
