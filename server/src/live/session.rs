@@ -183,6 +183,12 @@ const ONSET_HOLD_MAX: Duration = Duration::from_millis(200);
 /// The rubric item a question id is about: the item itself, or the item a probe
 /// (`probe:<item>:<n>`) follows up; other ids (intro, warm-up, closing) come back unchanged and
 /// name no item.
+fn item_of_question(id: &str) -> &str {
+    id.strip_prefix("probe:")
+        .and_then(|rest| rest.rsplit_once(':'))
+        .map_or(id, |(item, _)| item)
+}
+
 /// The transcriber's prompt for answers to `question` (a question id; `None` before the first
 /// question) under `mode`.
 fn vocabulary_prompt(
@@ -197,12 +203,6 @@ fn vocabulary_prompt(
         VocabularyPrompt::Item => item.and_then(|item| rubric.item_prompt(item, ITEM_PROMPT_CHARS)),
         VocabularyPrompt::None => None,
     }
-}
-
-fn item_of_question(id: &str) -> &str {
-    id.strip_prefix("probe:")
-        .and_then(|rest| rest.rsplit_once(':'))
-        .map_or(id, |(item, _)| item)
 }
 
 /// A seed for the interview's randomised choices that is the same every time the interview
