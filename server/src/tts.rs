@@ -6,11 +6,11 @@
 //!   embedded default: no network, no model download) with a bounded number of processes at once,
 //!   so prerendering cannot starve transcription on a small machine. [`OpenAiSpeech`] calls any
 //!   OpenAI-compatible `POST {base_url}/audio/speech` endpoint.
-//! - [`SpeechCache`] renders each text once per engine and keeps the result in memory (and
-//!   optionally on disk, so a restart does not render again). Concurrent requests for the same
-//!   text wait for one rendering. [`SpeechCache::prerender`] warms it in the background with the
-//!   fixed texts of a rubric (`nextmark_engine::interview::spoken_texts`), so at turn time the next
-//!   question is a memory lookup.
+//! - [`SpeechCache`] renders each text once per engine and keeps the most recently used clips in
+//!   memory (and optionally every clip on disk, so a restart does not render again). Concurrent
+//!   requests for the same text wait for one rendering. [`SpeechCache::prerender`] warms it in
+//!   the background with the fixed texts of a rubric (`nextmark_engine::interview::spoken_texts`),
+//!   so at turn time the next question is a memory lookup or a millisecond's disk read.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -793,9 +793,9 @@ pub struct CacheStats {
 /// What a [`SpeechCache::prerender`] run did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct PrerenderReport {
-    /// Texts rendered (or loaded from disk) now.
+    /// Texts rendered now (without a disk cache: or loaded from it into memory).
     pub rendered: usize,
-    /// Texts that were already in memory.
+    /// Texts that were already in memory, or on disk when the cache has a disk folder.
     pub already_cached: usize,
     /// Texts that failed (each logged).
     pub failed: usize,
@@ -814,13 +814,61 @@ struct SlotKey {
 /// A clip being rendered or rendered; callers wait on the same cell, so one text renders once.
 type Slot = Arc<OnceCell<Arc<Speech>>>;
 
+/// The clips in memory, with when each was last asked for.
+#[derive(Default)]
+struct Slots {
+    entries: HashMap<SlotKey, SlotEntry>,
+    /// Counts lookups: the use stamp of the next one.
+    clock: u64,
+}
+
+struct SlotEntry {
+    slot: Slot,
+    last_used: u64,
+}
+
+impl Slots {
+    /// The slot for `key`, marked as just used; a new one if there is room, or if the least
+    /// recently used finished clip can make room; `None` when every slot is still rendering.
+    fn acquire(&mut self, key: &SlotKey, max_entries: usize) -> Option<Slot> {
+        self.clock += 1;
+        let now = self.clock;
+        if let Some(entry) = self.entries.get_mut(key) {
+            entry.last_used = now;
+            return Some(Arc::clone(&entry.slot));
+        }
+        if max_entries == 0 {
+            return None;
+        }
+        if self.entries.len() >= max_entries {
+            // Sessions playing an evicted clip keep their own `Arc`; only the cache forgets it.
+            let oldest = self
+                .entries
+                .iter()
+                .filter(|(_, e)| e.slot.initialized())
+                .min_by_key(|(_, e)| e.last_used)
+                .map(|(k, _)| k.clone())?;
+            self.entries.remove(&oldest);
+        }
+        let slot = Slot::default();
+        self.entries.insert(
+            key.clone(),
+            SlotEntry {
+                slot: Arc::clone(&slot),
+                last_used: now,
+            },
+        );
+        Some(slot)
+    }
+}
+
 struct CacheInner {
     engine: Arc<dyn SpeechEngine>,
     /// The engine's name, taken once: part of every key.
     engine_name: String,
     disk_dir: Option<PathBuf>,
     max_entries: usize,
-    slots: Mutex<HashMap<SlotKey, Slot>>,
+    slots: Mutex<Slots>,
     hits: AtomicU64,
     misses: AtomicU64,
     disk_loads: AtomicU64,
@@ -829,9 +877,10 @@ struct CacheInner {
 
 /// Renders each text once per engine and shares the clip. Cheap to clone (one `Arc`).
 ///
-/// Memory holds every clip until the cache is dropped, up to `max_entries` clips; past that,
-/// new texts are rendered for the caller but not kept. That suits the fixed texts of the rubrics
-/// (a few hundred clips), which is what this cache is for.
+/// Memory holds the `max_entries` most recently used clips (each sample rate counts as one);
+/// a new clip pushes out the least recently used. With a disk folder every clip also stays on
+/// disk, and [`prerender`](Self::prerender) fills only the disk, so memory holds what sessions
+/// are playing rather than whatever was rendered first.
 #[derive(Clone)]
 pub struct SpeechCache {
     inner: Arc<CacheInner>,
@@ -863,7 +912,8 @@ impl SpeechCache {
         Self::build(Arc::clone(&self.inner.engine), Some(dir.into()), max)
     }
 
-    /// The same cache keeping at most `max_entries` clips in memory.
+    /// The same cache keeping at most `max_entries` clips in memory (the most recently used;
+    /// 0 keeps none).
     pub fn with_max_entries(self, max_entries: usize) -> Self {
         let dir = self.inner.disk_dir.clone();
         Self::build(Arc::clone(&self.inner.engine), dir, max_entries)
@@ -876,7 +926,7 @@ impl SpeechCache {
                 engine,
                 disk_dir,
                 max_entries: max,
-                slots: Mutex::new(HashMap::new()),
+                slots: Mutex::new(Slots::default()),
                 hits: AtomicU64::new(0),
                 misses: AtomicU64::new(0),
                 disk_loads: AtomicU64::new(0),
@@ -933,13 +983,17 @@ impl SpeechCache {
             rate: NATIVE_RATE,
         };
         self.lock_slots()
+            .entries
             .get(&key)
-            .is_some_and(|slot| slot.initialized())
+            .is_some_and(|e| e.slot.initialized())
     }
 
     /// Renders `texts` in the background, one at a time (the engine bounds its own
-    /// concurrency), skipping duplicates and what is already cached. Failures are logged and
-    /// counted, never fatal: a text that failed here is tried again when it is asked for.
+    /// concurrency), skipping duplicates and what is already cached. With a disk folder the
+    /// clips go to disk only (a rubric's texts are far more than memory keeps, and what the
+    /// first texts would leave in memory is not what sessions play); without one, into memory.
+    /// Failures are logged and counted, never fatal: a text that failed here is tried again when
+    /// it is asked for.
     pub fn prerender(&self, texts: Vec<String>) -> JoinHandle<PrerenderReport> {
         let cache = self.clone();
         tokio::spawn(async move {
@@ -951,11 +1005,16 @@ impl SpeechCache {
                 if text.is_empty() || !seen.insert(text.to_string()) {
                     continue;
                 }
-                if cache.is_cached(text) {
+                if cache.is_cached(text) || cache.is_on_disk(text).await {
                     report.already_cached += 1;
                     continue;
                 }
-                match cache.get(text).await {
+                let rendered = if cache.inner.disk_dir.is_some() {
+                    cache.render_to_disk(text).await
+                } else {
+                    cache.get(text).await.map(drop)
+                };
+                match rendered {
                     Ok(_) => report.rendered += 1,
                     Err(e) => {
                         report.failed += 1;
@@ -985,8 +1044,9 @@ impl SpeechCache {
             failures: i.failures.load(Ordering::Relaxed),
             entries: self
                 .lock_slots()
+                .entries
                 .values()
-                .filter(|s| s.initialized())
+                .filter(|e| e.slot.initialized())
                 .count(),
         }
     }
@@ -1004,7 +1064,34 @@ impl SpeechCache {
             .collect()
     }
 
-    fn lock_slots(&self) -> std::sync::MutexGuard<'_, HashMap<SlotKey, Slot>> {
+    /// The disk file of `text`'s clip, when the cache has a disk folder.
+    fn disk_path(&self, digest: &str) -> Option<PathBuf> {
+        self.inner
+            .disk_dir
+            .as_ref()
+            .map(|dir| dir.join(format!("{digest}.wav")))
+    }
+
+    /// Whether `text`'s clip is in the disk folder (not read: a corrupt file is found, and
+    /// rendered again, when the clip is asked for).
+    async fn is_on_disk(&self, text: &str) -> bool {
+        match self.disk_path(&self.digest(text)) {
+            Some(path) => tokio::fs::try_exists(path).await.unwrap_or(false),
+            None => false,
+        }
+    }
+
+    /// Renders `text` into the disk folder without keeping it in memory.
+    async fn render_to_disk(&self, text: &str) -> Result<(), TtsError> {
+        self.inner.misses.fetch_add(1, Ordering::Relaxed);
+        let rendered = self.render(text, self.digest(text)).await;
+        if rendered.is_err() {
+            self.inner.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        rendered.map(drop)
+    }
+
+    fn lock_slots(&self) -> std::sync::MutexGuard<'_, Slots> {
         // A panic while holding the lock cannot leave the map inconsistent (single inserts and
         // removes), so a poisoned lock is still usable.
         self.inner
@@ -1031,20 +1118,9 @@ impl SpeechCache {
                 counter.fetch_add(1, Ordering::Relaxed);
             }
         };
-        let slot = {
-            let mut slots = self.lock_slots();
-            match slots.get(&key) {
-                Some(slot) => Some(Arc::clone(slot)),
-                None if slots.len() < inner.max_entries => {
-                    let slot = Slot::default();
-                    slots.insert(key.clone(), Arc::clone(&slot));
-                    Some(slot)
-                }
-                None => None,
-            }
-        };
+        let slot = self.lock_slots().acquire(&key, inner.max_entries);
         let Some(slot) = slot else {
-            // Full: render for this caller without keeping the clip.
+            // Every slot is still rendering: render for this caller without keeping the clip.
             count(&inner.misses);
             let result = init().await;
             if result.is_err() {
@@ -1072,10 +1148,11 @@ impl SpeechCache {
                 // Forget the empty slot, so failed texts do not pile up; a later call retries.
                 let mut slots = self.lock_slots();
                 if slots
+                    .entries
                     .get(&key)
-                    .is_some_and(|s| Arc::ptr_eq(s, &slot) && !s.initialized())
+                    .is_some_and(|e| Arc::ptr_eq(&e.slot, &slot) && !e.slot.initialized())
                 {
-                    slots.remove(&key);
+                    slots.entries.remove(&key);
                 }
             }
         }
@@ -1084,11 +1161,7 @@ impl SpeechCache {
 
     /// Loads the clip from disk, or renders it (and writes it to disk).
     async fn render(&self, text: &str, digest: String) -> Result<Arc<Speech>, TtsError> {
-        let path = self
-            .inner
-            .disk_dir
-            .as_ref()
-            .map(|dir| dir.join(format!("{digest}.wav")));
+        let path = self.disk_path(&digest);
         if let Some(path) = &path {
             match tokio::fs::read(path).await {
                 Ok(bytes) => match Speech::from_wav(&bytes) {
@@ -1450,14 +1523,60 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn full_cache_still_answers_without_keeping() {
+    async fn a_full_cache_keeps_the_most_recently_used_clips() {
         let engine = Counting::new(Tone, Duration::ZERO);
-        let cache = SpeechCache::new(engine.clone()).with_max_entries(1);
+        let cache = SpeechCache::new(engine.clone()).with_max_entries(2);
         cache.get("one").await.unwrap();
         cache.get("two").await.unwrap();
-        cache.get("two").await.unwrap();
-        assert!(cache.is_cached("one") && !cache.is_cached("two"));
+        // "one" is used again, so "two" is the least recently used when "three" comes.
+        cache.get("one").await.unwrap();
+        let three = cache.get("three").await.unwrap();
+        assert!(cache.is_cached("one") && cache.is_cached("three"));
+        assert!(!cache.is_cached("two"));
+        assert_eq!(cache.stats().entries, 2);
         assert_eq!(engine.calls(), 3);
+        // A clip pushed out of memory is rendered again; the one a caller holds stays valid.
+        cache.get("two").await.unwrap();
+        assert_eq!(engine.calls(), 4);
+        assert!(!cache.is_cached("one") && three.duration_s() > 0.0);
+
+        let keeps_none = SpeechCache::new(engine.clone()).with_max_entries(0);
+        keeps_none.get("one").await.unwrap();
+        keeps_none.get("one").await.unwrap();
+        assert_eq!(keeps_none.stats().entries, 0);
+        assert_eq!(engine.calls(), 6);
+    }
+
+    #[tokio::test]
+    async fn prerendering_with_a_disk_folder_fills_the_disk_not_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Counting::new(Tone, Duration::ZERO);
+        let cache = SpeechCache::new(engine.clone())
+            .with_disk_dir(dir.path())
+            .with_max_entries(2);
+        let texts: Vec<String> = (1..=5).map(|i| format!("question {i}")).collect();
+        let report = cache.prerender(texts.clone()).await.unwrap();
+        assert_eq!((report.rendered, report.already_cached), (5, 0));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 5);
+        assert_eq!(
+            cache.stats().entries,
+            0,
+            "prerendering kept clips in memory"
+        );
+
+        // Again, by a new cache on the same folder: nothing renders and nothing is read.
+        let again = SpeechCache::new(engine.clone())
+            .with_disk_dir(dir.path())
+            .with_max_entries(2);
+        let report = again.prerender(texts.clone()).await.unwrap();
+        assert_eq!((report.rendered, report.already_cached), (0, 5));
+        assert_eq!(engine.calls(), 5);
+        assert_eq!(again.stats().disk_loads, 0);
+        // Asking for a clip loads it from disk into memory.
+        again.get(&texts[3]).await.unwrap();
+        assert_eq!(again.stats().disk_loads, 1);
+        assert!(again.is_cached(&texts[3]));
+        assert_eq!(engine.calls(), 5);
     }
 
     #[tokio::test]

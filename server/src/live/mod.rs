@@ -585,7 +585,7 @@ async fn link_report_html(
     Ok(Html(render_html(&report, pass)))
 }
 
-/// Question audio clips kept in memory (the rest are on disk).
+/// Question audio clips kept in memory: the most recently played (the rest load from disk).
 pub const MAX_SPEECH_CLIPS_IN_MEMORY: usize = 24;
 
 /// The speech synthesizer the settings ask for, behind a cache (on disk under
@@ -619,8 +619,8 @@ pub fn speech_cache(settings: &LiveSettings) -> Result<SpeechCache> {
         .tts_cache_dir
         .clone()
         .unwrap_or_else(|| crate::models::nextmark_home().join("tts"));
-    // Every rubric's question audio is rendered to disk ahead; memory keeps only a few dozen
-    // clips (about 1.5 MB each), and the rest load from disk in about a millisecond.
+    // Every rubric's question audio is rendered to disk ahead; memory keeps only the few dozen
+    // clips played last (about 1.5 MB each), and the rest load from disk in about a millisecond.
     Ok(SpeechCache::new(engine)
         .with_disk_dir(dir)
         .with_max_entries(MAX_SPEECH_CLIPS_IN_MEMORY))
