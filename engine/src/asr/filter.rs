@@ -1,5 +1,6 @@
 //! Whisper's known failure modes on silence and noise: stock phrases learnt from video
-//! subtitles, and loops of one phrase. Segments that look like these are dropped.
+//! subtitles, and loops of one phrase or of a few letters. Segments that look like the first
+//! are dropped; loops are collapsed to one copy.
 
 use super::Segment;
 use crate::text::normalize;
@@ -50,10 +51,66 @@ pub fn is_hallucination(segment: &Segment) -> bool {
     segment.no_speech_prob > NO_SPEECH_DROP && text.split(' ').count() <= 3
 }
 
+/// Fewest back-to-back copies of a few letters inside one word that make a loop: a stutter
+/// ("t-t-the", "ha-ha-ha") has two or three; whisper's loops ("make-t-t-t-t-…") run to dozens.
+const MIN_IN_WORD_REPEATS: usize = 5;
+
+/// Longest repeated unit inside a word, in characters.
+const MAX_IN_WORD_UNIT: usize = 8;
+
+/// Characters a collapse must remove for the text to count as a decoding loop (see
+/// [`is_looped`]): more than a speaker's "no, no, no, no" ever repeats.
+const LOOP_MIN_CHARS: usize = 24;
+
+/// Collapses a run of [`MIN_IN_WORD_REPEATS`] or more copies of a unit of 2 to
+/// [`MAX_IN_WORD_UNIT`] characters inside a word ("make-t-t-t-t-t-t" → "make-t") to one copy.
+/// Units without a letter are left alone, so long numbers ("100000000") keep their digits.
+fn collapse_in_word(word: &str) -> String {
+    let chars: Vec<char> = word.chars().collect();
+    let mut out = String::with_capacity(word.len());
+    let mut i = 0;
+    'outer: while i < chars.len() {
+        for n in 2..=MAX_IN_WORD_UNIT {
+            if i + n * MIN_IN_WORD_REPEATS > chars.len() {
+                break;
+            }
+            let unit = &chars[i..i + n];
+            if !unit.iter().any(|c| c.is_alphabetic()) {
+                continue;
+            }
+            let mut reps = 1;
+            while chars
+                .get(i + reps * n..i + (reps + 1) * n)
+                .is_some_and(|next| next == unit)
+            {
+                reps += 1;
+            }
+            if reps >= MIN_IN_WORD_REPEATS {
+                out.extend(unit);
+                i += reps * n;
+                continue 'outer;
+            }
+        }
+        out.push(chars[i]);
+        i += 1;
+    }
+    out
+}
+
+/// Whether `text` holds one of whisper's decoding loops: collapsing its repeats
+/// ([`collapse_repeats`]) removes at least [`LOOP_MIN_CHARS`] characters. The decode that
+/// produced it went wrong, and the caller may try it another way.
+pub fn is_looped(text: &str) -> bool {
+    text.len() >= collapse_repeats(text).len() + LOOP_MIN_CHARS
+}
+
 /// Collapses a phrase repeated three or more times in a row ("I think I think I think ...")
-/// to a single occurrence: Whisper's decoding loop, never real speech at that length.
+/// to a single occurrence, and a few letters repeated five or more times inside a word
+/// ("make-t-t-t-t-t-t the") to one copy: Whisper's decoding loops, never real speech at
+/// that length.
 pub fn collapse_repeats(text: &str) -> String {
-    let words: Vec<&str> = text.split_whitespace().collect();
+    let owned: Vec<String> = text.split_whitespace().map(collapse_in_word).collect();
+    let words: Vec<&str> = owned.iter().map(String::as_str).collect();
     let mut out: Vec<&str> = Vec::with_capacity(words.len());
     let mut i = 0;
     'outer: while i < words.len() {
@@ -140,5 +197,30 @@ mod tests {
         assert_eq!(collapse_repeats("very very good"), "very very good");
         assert_eq!(collapse_repeats("no no no no no"), "no");
         assert_eq!(collapse_repeats("the the cat"), "the the cat");
+    }
+
+    #[test]
+    fn loops_inside_a_word_collapse_but_stutters_and_numbers_stay() {
+        // Seen in a live run under load: a final of "or you know, make the time out longer".
+        let looped = format!("or you know, make{} the time out longer", "-t".repeat(96));
+        assert_eq!(
+            collapse_repeats(&looped),
+            "or you know, make-t the time out longer"
+        );
+        assert!(is_looped(&looped));
+        for kept in [
+            "t-t-the patient",
+            "ha-ha-ha, no",
+            "about 100000000 dollars",
+            "Mmmmmm, let me think",
+            "bookkeeper",
+        ] {
+            assert_eq!(collapse_repeats(kept), kept);
+            assert!(!is_looped(kept), "{kept}");
+        }
+        assert!(!is_looped("no no no no no"));
+        assert!(is_looped(
+            "I think I think I think I think I think I think that"
+        ));
     }
 }
