@@ -1064,7 +1064,7 @@ impl SpeechCache {
             .collect()
     }
 
-    /// The disk file of `text`'s clip, when the cache has a disk folder.
+    /// The disk file of the clip with this digest, when the cache has a disk folder.
     fn disk_path(&self, digest: &str) -> Option<PathBuf> {
         self.inner
             .disk_dir
