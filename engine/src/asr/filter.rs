@@ -98,7 +98,7 @@ fn collapse_in_word(word: &str) -> String {
 }
 
 /// Whether `text` holds one of whisper's decoding loops: collapsing its repeats
-/// ([`collapse_repeats`]) removes at least [`LOOP_MIN_CHARS`] characters. The decode that
+/// ([`collapse_repeats`]) removes at least 24 characters. The decode that
 /// produced it went wrong, and the caller may try it another way.
 pub fn is_looped(text: &str) -> bool {
     text.len() >= collapse_repeats(text).len() + LOOP_MIN_CHARS
