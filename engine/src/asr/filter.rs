@@ -58,10 +58,6 @@ const MIN_IN_WORD_REPEATS: usize = 5;
 /// Longest repeated unit inside a word, in characters.
 const MAX_IN_WORD_UNIT: usize = 8;
 
-/// Characters a collapse must remove for the text to count as a decoding loop (see
-/// [`is_looped`]): more than a speaker's "no, no, no, no" ever repeats.
-const LOOP_MIN_CHARS: usize = 24;
-
 /// Collapses a run of [`MIN_IN_WORD_REPEATS`] or more copies of a unit of 2 to
 /// [`MAX_IN_WORD_UNIT`] characters inside a word ("make-t-t-t-t-t-t" → "make-t") to one copy.
 /// Units without a letter are left alone, so long numbers ("100000000") keep their digits.
@@ -95,13 +91,6 @@ fn collapse_in_word(word: &str) -> String {
         i += 1;
     }
     out
-}
-
-/// Whether `text` holds one of whisper's decoding loops: collapsing its repeats
-/// ([`collapse_repeats`]) removes at least 24 characters. The decode that
-/// produced it went wrong, and the caller may try it another way.
-pub fn is_looped(text: &str) -> bool {
-    text.len() >= collapse_repeats(text).len() + LOOP_MIN_CHARS
 }
 
 /// Collapses a phrase repeated three or more times in a row ("I think I think I think ...")
@@ -207,7 +196,6 @@ mod tests {
             collapse_repeats(&looped),
             "or you know, make-t the time out longer"
         );
-        assert!(is_looped(&looped));
         for kept in [
             "t-t-the patient",
             "ha-ha-ha, no",
@@ -216,11 +204,6 @@ mod tests {
             "bookkeeper",
         ] {
             assert_eq!(collapse_repeats(kept), kept);
-            assert!(!is_looped(kept), "{kept}");
         }
-        assert!(!is_looped("no no no no no"));
-        assert!(is_looped(
-            "I think I think I think I think I think I think that"
-        ));
     }
 }

@@ -177,11 +177,12 @@ impl WhisperWorker {
 
     /// [`transcribe`](Self::transcribe) on `threads` threads for this call.
     ///
-    /// A decode with a vocabulary prompt that went wrong is run again without the prompt: when
-    /// its text is far too short for its audio (see [`prompt_collapsed`]) the wordier result is
-    /// kept; when it holds a decoding loop ([`filter::is_looped`]) the retry is kept unless it
-    /// loops too. (Decodes run greedily without temperature fallback, for speed, so whisper's own
-    /// retry does not happen.)
+    /// A decode with a vocabulary prompt whose text is far too short for its audio (see
+    /// [`prompt_collapsed`]) is run again without the prompt, and the wordier result is kept.
+    ///
+    /// A decode that loops is not redone: [`filter::clean_segments`] collapses the loop and
+    /// the words around it are right, while a decode without the prompt writes the periods the
+    /// prompt suppresses, and the turn rules then cut thinking pauses (bench/README.md).
     pub fn transcribe_on(
         &mut self,
         samples: &[f32],
@@ -189,11 +190,7 @@ impl WhisperWorker {
         threads: usize,
     ) -> Result<Vec<Segment>, AsrError> {
         let segments = self.decode(samples, opts, threads)?;
-        if opts.prompt.is_none() {
-            return Ok(segments);
-        }
-        let looped = any_loop(&segments);
-        if !looped && !prompt_collapsed(&segments, samples.len()) {
+        if opts.prompt.is_none() || !prompt_collapsed(&segments, samples.len()) {
             return Ok(segments);
         }
         let unprompted = DecodeOptions {
@@ -204,17 +201,11 @@ impl WhisperWorker {
         let (before, after) = (word_count(&segments), word_count(&retry));
         tracing::info!(
             audio_s = samples.len() as f64 / f64::from(TARGET_RATE),
-            looped,
             words_with_prompt = before,
             words_without = after,
-            "prompted decode went wrong; decoded again without the prompt"
+            "prompted decode collapsed; decoded again without the prompt"
         );
-        let keep_retry = if looped {
-            !any_loop(&retry)
-        } else {
-            after > before
-        };
-        Ok(if keep_retry { retry } else { segments })
+        Ok(if after > before { retry } else { segments })
     }
 
     fn decode(
@@ -295,11 +286,6 @@ pub fn prompt_collapsed(segments: &[Segment], samples: usize) -> bool {
     let seconds = samples as f64 / f64::from(TARGET_RATE);
     let words = word_count(segments);
     seconds >= COLLAPSE_MIN_AUDIO_S && words > 0 && (words as f64) < seconds * COLLAPSE_WORDS_PER_S
-}
-
-/// Whether any segment holds a decoding loop.
-fn any_loop(segments: &[Segment]) -> bool {
-    segments.iter().any(|s| filter::is_looped(&s.text))
 }
 
 /// Words in the segments that are not whisper's noise phrases or annotations.
