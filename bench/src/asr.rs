@@ -83,6 +83,9 @@ pub struct DecodeRecord {
     pub done_at_wall_s: f64,
     /// Shed by the pool under load without decoding.
     pub dropped: bool,
+    /// Called off by the streaming transcriber once its result could no longer be used
+    /// (before it started, or part-way: `compute_s` is then what it ran).
+    pub cancelled: bool,
     /// Inference error, if any.
     pub error: Option<String>,
 }
@@ -132,6 +135,10 @@ impl Transcriber for Metered<'_> {
         let wrapped: Reply = Box::new(move |result| {
             let (compute_s, queued_s, threads) = match &result {
                 Ok(o) => (o.compute.as_secs_f64(), o.queued.as_secs_f64(), o.threads),
+                // A decode stopped part-way cost what it ran.
+                Err(AsrError::Cancelled { compute, threads }) => {
+                    (compute.as_secs_f64(), 0.0, *threads)
+                }
                 Err(_) => (0.0, 0.0, 0),
             };
             let record = DecodeRecord {
@@ -146,8 +153,9 @@ impl Transcriber for Metered<'_> {
                 queued_s,
                 done_at_wall_s: started.elapsed().as_secs_f64(),
                 dropped: matches!(result, Err(AsrError::Dropped)),
+                cancelled: matches!(result, Err(AsrError::Cancelled { .. })),
                 error: match &result {
-                    Err(AsrError::Dropped) | Ok(_) => None,
+                    Err(AsrError::Dropped | AsrError::Cancelled { .. }) | Ok(_) => None,
                     Err(e) => Some(e.to_string()),
                 },
             };
@@ -214,6 +222,8 @@ pub struct DecodeCounts {
     pub partials: usize,
     /// Partials shed without decoding.
     pub dropped: usize,
+    /// Decodes (counted above too) called off once their result could no longer be used.
+    pub cancelled: usize,
 }
 
 /// The measurements of one clip.
@@ -350,6 +360,7 @@ impl ClipResult {
                 finals: count("final"),
                 partials: count("partial"),
                 dropped: decodes.iter().filter(|d| d.dropped).count(),
+                cancelled: decodes.iter().filter(|d| d.cancelled).count(),
             },
             dropped_partials: run.dropped_partials,
             text: run.text.clone(),

@@ -208,6 +208,8 @@ pub struct Metrics {
     sessions_resumed: AtomicU64,
     /// Partial captions dropped under load (by design: finals are never dropped).
     partials_dropped: AtomicU64,
+    /// Decodes called off because their result could no longer be used.
+    decodes_cancelled: AtomicU64,
     /// Final transcripts produced.
     finals: AtomicU64,
     /// Times the applicant spoke over the interviewer.
@@ -279,6 +281,7 @@ impl Metrics {
             sessions_completed: AtomicU64::new(0),
             sessions_resumed: AtomicU64::new(0),
             partials_dropped: AtomicU64::new(0),
+            decodes_cancelled: AtomicU64::new(0),
             finals: AtomicU64::new(0),
             barge_ins: AtomicU64::new(0),
             protocol_errors: Mutex::new(BTreeMap::new()),
@@ -390,6 +393,12 @@ impl Metrics {
     /// Counts a partial caption dropped under load.
     pub fn inc_partials_dropped(&self) {
         self.partials_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a decode called off (a caption of an utterance already cut, or overtaken by a
+    /// longer decode).
+    pub fn inc_decodes_cancelled(&self) {
+        self.decodes_cancelled.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a final transcript.
@@ -515,6 +524,12 @@ impl Metrics {
                 "nextmark_partials_dropped_total",
                 "Partial captions dropped under load.",
                 &self.partials_dropped,
+            ),
+            (
+                "nextmark_decodes_cancelled_total",
+                "Transcription decodes called off because their result could no longer be used \
+                 (a caption of an utterance already cut, or overtaken by a longer decode).",
+                &self.decodes_cancelled,
             ),
             (
                 "nextmark_finals_total",

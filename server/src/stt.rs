@@ -246,6 +246,10 @@ impl Inner {
 impl Transcriber for RemoteTranscriber {
     fn submit(&self, job: AsrJob) -> Result<(), Rejected> {
         let inner = &self.inner;
+        if job.options.cancel.is_cancelled() {
+            inner.reply(job.reply, Err(AsrError::cancelled_unstarted()));
+            return Ok(());
+        }
         if inner.cooling() {
             inner.fall_back(job, "the endpoint failed recently");
             return Ok(());
@@ -266,6 +270,12 @@ impl Transcriber for RemoteTranscriber {
             let wav = wav_16k(&job.samples);
             let result = task.transcribe(wav, job.options.prompt.clone()).await;
             task.in_flight.fetch_sub(1, Ordering::Relaxed);
+            if job.options.cancel.is_cancelled() {
+                // The request was already paid for; its answer is simply not wanted any more
+                // (and a failure of it is no reason to fall back).
+                task.reply(job.reply, Err(AsrError::cancelled_unstarted()));
+                return;
+            }
             match result {
                 Ok(segments) => {
                     task.stats.remote_done.fetch_add(1, Ordering::Relaxed);

@@ -311,6 +311,9 @@ pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
 pub struct MetricDeltas {
     /// `nextmark_partials_dropped_total`: partial captions the server shed.
     pub partials_dropped: Option<f64>,
+    /// `nextmark_decodes_cancelled_total`: decodes called off once their result could no
+    /// longer be used.
+    pub decodes_cancelled: Option<f64>,
     /// `nextmark_finals_total`.
     pub finals: Option<f64>,
     /// `nextmark_barge_ins_total`: speech over a question being spoken.
@@ -345,6 +348,7 @@ impl MetricDeltas {
         let count = delta("nextmark_turn_latency_seconds_count");
         MetricDeltas {
             partials_dropped: delta("nextmark_partials_dropped_total"),
+            decodes_cancelled: delta("nextmark_decodes_cancelled_total"),
             finals: delta("nextmark_finals_total"),
             barge_ins: delta("nextmark_barge_ins_total"),
             protocol_errors: delta("nextmark_protocol_errors_total")

@@ -9,6 +9,7 @@ pub mod segmenter;
 pub mod stream;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Once};
 
 use serde::Serialize;
@@ -39,6 +40,49 @@ pub enum AsrError {
     /// A partial caption was dropped because the machine is saturated.
     #[error("partial caption dropped under load")]
     Dropped,
+    /// The decode was called off through its [`CancelToken`] (its result could no longer be
+    /// used), before it started or part-way through.
+    #[error("decode cancelled")]
+    Cancelled {
+        /// Wall time it had decoded before it stopped (zero if it never started), so that
+        /// what it cost is still counted.
+        compute: std::time::Duration,
+        /// Local threads it ran on (0 if it never started or ran remotely).
+        threads: usize,
+    },
+}
+
+impl AsrError {
+    /// [`AsrError::Cancelled`] for a decode that had not run.
+    pub fn cancelled_unstarted() -> Self {
+        AsrError::Cancelled {
+            compute: std::time::Duration::ZERO,
+            threads: 0,
+        }
+    }
+}
+
+/// Calls off one decode: cancelling a clone cancels every clone. A decode checks it before it
+/// starts and, on the local whisper pool, between the steps of the encoder and the decoder, so
+/// a cancelled decode frees its core within milliseconds.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    /// A token not cancelled yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Calls the decode off.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`cancel`](Self::cancel) was called on any clone.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 /// A speech-to-text backend that decodes utterances: the local whisper worker pool, or a remote
@@ -84,6 +128,8 @@ pub struct DecodeOptions {
     /// Use the full 30 s encoder window instead of one scaled to the clip (the offline
     /// reference path; slower, never shortened).
     pub full_window: bool,
+    /// Calls the decode off (a caption whose utterance has been decoded or cut meanwhile).
+    pub cancel: CancelToken,
 }
 
 /// A loaded model, shared by all workers.
@@ -233,6 +279,7 @@ impl WhisperWorker {
         if let Some(prompt) = &opts.prompt {
             params.set_initial_prompt(prompt);
         }
+        set_abort_hook(&mut params, &opts.cancel);
         // whisper needs at least one second of audio; pad short clips with silence.
         let min = TARGET_RATE as usize + TARGET_RATE as usize / 10;
         let padded;
@@ -246,9 +293,15 @@ impl WhisperWorker {
         } else {
             samples
         };
-        self.state
-            .full(params, input)
-            .map_err(|e| AsrError::Inference(e.to_string()))?;
+        if opts.cancel.is_cancelled() {
+            return Err(AsrError::cancelled_unstarted());
+        }
+        let outcome = self.state.full(params, input);
+        if opts.cancel.is_cancelled() {
+            // Whatever whisper returned, nobody wants it now (an abort reads as a failure).
+            return Err(AsrError::cancelled_unstarted());
+        }
+        outcome.map_err(|e| AsrError::Inference(e.to_string()))?;
         let mut segments = Vec::new();
         for seg in self.state.as_iter() {
             let text = seg
@@ -267,6 +320,30 @@ impl WhisperWorker {
             });
         }
         Ok(segments)
+    }
+}
+
+/// whisper.cpp's abort hook: `data` points at the `AtomicBool` of the decode's
+/// [`CancelToken`]. whisper asks it after the encoder and after every decoder step.
+#[allow(unsafe_code)]
+unsafe extern "C" fn abort_requested(data: *mut std::ffi::c_void) -> bool {
+    // SAFETY: `set_abort_hook` passes a pointer to the token's `AtomicBool`; the token lives in
+    // the `DecodeOptions` borrowed for the whole `full` call, the only time whisper calls this.
+    unsafe { (*data.cast::<AtomicBool>()).load(Ordering::Relaxed) }
+}
+
+/// Lets whisper stop a decode part-way when its token is cancelled. whisper-rs's closure-based
+/// `set_abort_callback_safe` reads its user data as the closure's own type while it stores a
+/// boxed trait object there (whisper-rs 0.16), so a closure that captures anything reads
+/// garbage; the raw hook with a pointer to the flag is used instead.
+#[allow(unsafe_code)]
+fn set_abort_hook(params: &mut FullParams<'_, '_>, cancel: &CancelToken) {
+    let flag: &AtomicBool = &cancel.0;
+    // SAFETY: `abort_requested` only reads the `AtomicBool` this pointer points at, which
+    // outlives the `full` call that `params` is passed to (see `abort_requested`).
+    unsafe {
+        params.set_abort_callback(Some(abort_requested));
+        params.set_abort_callback_user_data(std::ptr::from_ref(flag).cast_mut().cast());
     }
 }
 

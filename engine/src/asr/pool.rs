@@ -1,6 +1,8 @@
 //! A bounded pool of whisper workers shared by all sessions: one model, one decoding state per
 //! worker thread, two queues. Finals always go first; partial captions are dropped (and
-//! counted) when the queue is full, never finals.
+//! counted) when the queue is full, never finals. A job whose
+//! [`CancelToken`](super::CancelToken) is cancelled is skipped if it has not started, and
+//! stopped part-way if it has.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -147,6 +149,9 @@ pub struct PoolStats {
     pub finals_done: AtomicU64,
     /// Partials decoded.
     pub partials_done: AtomicU64,
+    /// Decodes called off through their [`CancelToken`](super::CancelToken) (before they
+    /// started or part-way), so their results were never used.
+    pub cancelled: AtomicU64,
 }
 
 struct Shared {
@@ -272,6 +277,22 @@ impl WorkerPool {
                 return Ok(());
             }
             JobKind::Partial => {
+                // Captions called off while waiting give their places back first.
+                let mut cancelled = Vec::new();
+                let mut index = 0;
+                while index < q.partials.len() {
+                    if q.partials[index].job.options.cancel.is_cancelled() {
+                        if let Some(gone) = q.partials.remove(index) {
+                            cancelled.push(gone.job.reply);
+                        }
+                    } else {
+                        index += 1;
+                    }
+                }
+                self.shared
+                    .stats
+                    .cancelled
+                    .fetch_add(cancelled.len() as u64, Ordering::Relaxed);
                 let mut dropped = Vec::new();
                 while q.partials.len() >= self.shared.config.max_queued_partials.max(1) {
                     if let Some(old) = q.partials.pop_front() {
@@ -287,6 +308,9 @@ impl WorkerPool {
                 self.shared.wake.notify_one();
                 for reply in dropped {
                     reply(Err(AsrError::Dropped));
+                }
+                for reply in cancelled {
+                    reply(Err(AsrError::cancelled_unstarted()));
                 }
                 return Ok(());
             }
@@ -374,18 +398,25 @@ fn worker_loop(shared: &Shared, worker: &mut super::WhisperWorker) {
         };
         let queued = at.elapsed();
         let started = Instant::now();
-        let result = worker
-            .transcribe_on(&job.samples, &job.options, threads)
-            .map(|segments| AsrOutput {
+        let result = match worker.transcribe_on(&job.samples, &job.options, threads) {
+            Ok(segments) => Ok(AsrOutput {
                 segments: filter::clean_segments(segments),
                 compute: started.elapsed(),
                 queued,
                 threads,
-            });
+            }),
+            // What a decode stopped part-way had cost still counts.
+            Err(AsrError::Cancelled { .. }) => Err(AsrError::Cancelled {
+                compute: started.elapsed(),
+                threads,
+            }),
+            Err(e) => Err(e),
+        };
         drop(held);
-        let counter = match job.kind {
-            JobKind::Final => &shared.stats.finals_done,
-            JobKind::Partial => &shared.stats.partials_done,
+        let counter = match (&result, job.kind) {
+            (Err(AsrError::Cancelled { .. }), _) => &shared.stats.cancelled,
+            (_, JobKind::Final) => &shared.stats.finals_done,
+            (_, JobKind::Partial) => &shared.stats.partials_done,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         (job.reply)(result);

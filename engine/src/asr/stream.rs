@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::segmenter::{Segmenter, SegmenterConfig};
-use super::{AsrError, DecodeOptions, Segment, join_text};
+use super::{AsrError, CancelToken, DecodeOptions, Segment, join_text};
 use crate::audio::{TARGET_RATE, VadEvent};
 use crate::text::normalize;
 
@@ -132,8 +132,8 @@ pub struct StreamingTranscriber {
     next_request: u64,
     next_utterance: u64,
     open: Option<OpenUtterance>,
-    /// Request id → utterance id, for partials in flight.
-    partials_in_flight: BTreeMap<u64, (u64, usize)>,
+    /// Partials in flight by request id.
+    partials_in_flight: BTreeMap<u64, PartialInFlight>,
     /// Request id → utterance id, for finals in flight.
     finals_in_flight: BTreeMap<u64, u64>,
     /// Finals by utterance, emitted strictly in order.
@@ -143,6 +143,21 @@ pub struct StreamingTranscriber {
     speculation: Option<Speculation>,
     /// Recent cost of one partial decode, seconds (moving average).
     partial_cost_s: f64,
+    /// Captions made during `push`, handed out by `drain_ready`.
+    ready_captions: Vec<TranscriptEvent>,
+}
+
+/// A caption decode in flight.
+#[derive(Debug)]
+struct PartialInFlight {
+    utterance: u64,
+    /// Session sample the audio it decodes ends at.
+    audio_end: usize,
+    /// Calls it off once its result can no longer be shown.
+    cancel: CancelToken,
+    /// A speculative final that speech overtook: while speech stops and starts it is the only
+    /// caption source, so a new speculation does not call it off.
+    was_speculation: bool,
 }
 
 /// A decode started at a speech end, which becomes the utterance's final if no speech follows
@@ -153,6 +168,8 @@ struct Speculation {
     utterance: u64,
     /// Audio (samples) it covers, from the open utterance's start.
     audio_end: usize,
+    /// Calls it off if it is not used after all.
+    cancel: CancelToken,
     /// Its result, once back.
     result: Option<Result<Vec<Segment>, AsrError>>,
 }
@@ -182,6 +199,7 @@ impl StreamingTranscriber {
             next_final_to_emit: 0,
             speculation: None,
             partial_cost_s: 0.0,
+            ready_captions: Vec::new(),
         }
     }
 
@@ -253,10 +271,24 @@ impl StreamingTranscriber {
         self.partials_in_flight.len() + self.finals_in_flight.len()
     }
 
-    fn options(&self) -> DecodeOptions {
+    fn options(&self, cancel: CancelToken) -> DecodeOptions {
         DecodeOptions {
             prompt: self.config.prompt.as_deref().map(str::to_string),
             full_window: false,
+            cancel,
+        }
+    }
+
+    /// Calls off the caption decodes of `utterance` in flight (all of them, or only those that
+    /// were not speculations), so that a core is not spent on results nobody will see. They
+    /// stay listed until their (cancelled) results come back.
+    fn cancel_partials(&mut self, utterance: u64, including_speculations: bool) {
+        for partial in self.partials_in_flight.values() {
+            if partial.utterance == utterance
+                && (including_speculations || !partial.was_speculation)
+            {
+                partial.cancel.cancel();
+            }
         }
     }
 
@@ -318,32 +350,92 @@ impl StreamingTranscriber {
         if samples.len() < (self.config.min_utterance_s * f64::from(TARGET_RATE)) as usize {
             return;
         }
-        let id = self.next_request;
+        let (id, utterance) = (self.next_request, open.id);
         self.next_request += 1;
+        // A caption decode still running covers less audio than this one, whose result is the
+        // caption if speech resumes: its core is better spent here.
+        self.cancel_partials(utterance, false);
+        let cancel = CancelToken::new();
         self.speculation = Some(Speculation {
             request: id,
-            utterance: open.id,
+            utterance,
             audio_end: self.total,
+            cancel: cancel.clone(),
             result: None,
         });
         requests.push(AsrRequest {
             id,
             kind: super::pool::JobKind::Final,
-            utterance: open.id,
+            utterance,
             samples,
-            options: self.options(),
+            options: self.options(cancel),
         });
     }
 
-    /// Speech resumed: the speculative decode can no longer be the final; if it is still
-    /// running, its result becomes a caption.
+    /// Speech resumed: the speculative decode can no longer be the final. Its result is the
+    /// newest caption (now, if it is back, or when it comes), so the next regular caption
+    /// waits its interval from the audio it covered: at every short stop of the speech the
+    /// stream has already paid for a whole-utterance decode.
     fn abandon_speculation(&mut self) {
-        if let Some(spec) = self.speculation.take()
-            && spec.result.is_none()
-        {
-            self.partials_in_flight
-                .insert(spec.request, (spec.utterance, spec.audio_end));
+        let Some(spec) = self.speculation.take() else {
+            return;
+        };
+        if let Some(open) = self.open.as_mut().filter(|o| o.id == spec.utterance) {
+            open.last_partial_at = open.last_partial_at.max(spec.audio_end);
         }
+        match spec.result {
+            None => {
+                self.partials_in_flight.insert(
+                    spec.request,
+                    PartialInFlight {
+                        utterance: spec.utterance,
+                        audio_end: spec.audio_end,
+                        cancel: spec.cancel,
+                        was_speculation: true,
+                    },
+                );
+            }
+            Some(Ok(segments)) if self.config.partials => {
+                if let Some(caption) = self.caption(spec.utterance, spec.audio_end, &segments) {
+                    self.ready_captions.push(caption);
+                }
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// The caption of the open utterance `utterance` from a decode of its audio up to
+    /// `audio_end`, stabilised by local agreement with the previous one; `None` if that
+    /// utterance has been cut since (the caption would be stale).
+    fn caption(
+        &mut self,
+        utterance: u64,
+        audio_end: usize,
+        segments: &[Segment],
+    ) -> Option<TranscriptEvent> {
+        let open = self.open.as_mut().filter(|o| o.id == utterance)?;
+        let hyp = hypothesis_words(segments);
+        let agreed = hyp
+            .iter()
+            .zip(&open.previous)
+            .take_while(|(a, b)| normalize(a) == normalize(b))
+            .count();
+        if agreed > open.stable.len() {
+            let extra: Vec<String> = hyp[open.stable.len()..agreed].to_vec();
+            open.stable.extend(extra);
+        }
+        let unstable = if hyp.len() > open.stable.len() {
+            hyp[open.stable.len()..].join(" ")
+        } else {
+            String::new()
+        };
+        open.previous = hyp;
+        Some(TranscriptEvent::Partial {
+            utterance,
+            stable: open.stable.join(" "),
+            unstable,
+            audio_end_s: audio_end as f64 / f64::from(TARGET_RATE),
+        })
     }
 
     fn maybe_partial(&mut self, requests: &mut Vec<AsrRequest>) {
@@ -356,7 +448,10 @@ impl StreamingTranscriber {
         }
         let Some(open) = &self.open else { return };
         let interval = (self.partial_interval_s() * f64::from(TARGET_RATE)) as usize;
-        let busy = self.partials_in_flight.values().any(|(u, _)| *u == open.id);
+        let busy = self
+            .partials_in_flight
+            .values()
+            .any(|p| p.utterance == open.id);
         if busy || self.total < open.last_partial_at + interval {
             return;
         }
@@ -369,7 +464,16 @@ impl StreamingTranscriber {
             return;
         }
         self.next_request += 1;
-        self.partials_in_flight.insert(id, (utterance, total));
+        let cancel = CancelToken::new();
+        self.partials_in_flight.insert(
+            id,
+            PartialInFlight {
+                utterance,
+                audio_end: total,
+                cancel: cancel.clone(),
+                was_speculation: false,
+            },
+        );
         if let Some(open) = self.open.as_mut() {
             open.last_partial_at = total;
         }
@@ -378,7 +482,7 @@ impl StreamingTranscriber {
             kind: super::pool::JobKind::Partial,
             utterance,
             samples,
-            options: self.options(),
+            options: self.options(cancel),
         });
     }
 
@@ -395,6 +499,8 @@ impl StreamingTranscriber {
                 id
             }
         };
+        // The utterance is cut: captions of it still decoding would be thrown away.
+        self.cancel_partials(utterance, true);
         let samples = self.slice(span.start, span.end).to_vec();
         let pending = PendingFinal {
             start_s: span.start_s(),
@@ -402,10 +508,15 @@ impl StreamingTranscriber {
             forced: span.forced,
             result: None,
         };
-        let speculation = self
-            .speculation
-            .take()
-            .filter(|spec| spec.utterance == utterance && !span.forced);
+        let speculation = self.speculation.take().and_then(|spec| {
+            if spec.utterance == utterance && !span.forced {
+                Some(spec)
+            } else {
+                // It does not cover what the final must: its result would be dropped.
+                spec.cancel.cancel();
+                None
+            }
+        });
         if let Some(spec) = speculation {
             // No speech since the speculative decode started: it is this utterance's final.
             match spec.result {
@@ -445,7 +556,7 @@ impl StreamingTranscriber {
             kind: super::pool::JobKind::Final,
             utterance,
             samples,
-            options: self.options(),
+            options: self.options(CancelToken::new()),
         });
     }
 
@@ -489,36 +600,15 @@ impl StreamingTranscriber {
             spec.result = Some(result);
             return events;
         }
-        if let Some((utterance, audio_end)) = self.partials_in_flight.remove(&request) {
-            let Ok(segments) = result else {
-                return events;
-            };
-            // A partial for an utterance that has since closed is stale.
-            let Some(open) = self.open.as_mut().filter(|o| o.id == utterance) else {
-                return events;
-            };
-            let hyp = hypothesis_words(&segments);
-            let agreed = hyp
-                .iter()
-                .zip(&open.previous)
-                .take_while(|(a, b)| normalize(a) == normalize(b))
-                .count();
-            if agreed > open.stable.len() {
-                let extra: Vec<String> = hyp[open.stable.len()..agreed].to_vec();
-                open.stable.extend(extra);
+        if let Some(PartialInFlight {
+            utterance,
+            audio_end,
+            ..
+        }) = self.partials_in_flight.remove(&request)
+        {
+            if let Ok(segments) = result {
+                events.extend(self.caption(utterance, audio_end, &segments));
             }
-            let unstable = if hyp.len() > open.stable.len() {
-                hyp[open.stable.len()..].join(" ")
-            } else {
-                String::new()
-            };
-            open.previous = hyp;
-            events.push(TranscriptEvent::Partial {
-                utterance,
-                stable: open.stable.join(" "),
-                unstable,
-                audio_end_s: audio_end as f64 / f64::from(TARGET_RATE),
-            });
             return events;
         }
         if let Some(utterance) = self.finals_in_flight.remove(&request)
@@ -530,10 +620,11 @@ impl StreamingTranscriber {
         events
     }
 
-    /// Emits finals that are complete and next in order. Also called after `push` results in
-    /// empty finals that need no decoding.
+    /// Emits what `push` made ready without a decode: a caption from a speculative decode that
+    /// was back before speech resumed, and finals that are complete and next in order (empty
+    /// ones need no decoding). Call it after every `push`.
     pub fn drain_ready(&mut self) -> Vec<TranscriptEvent> {
-        let mut events = Vec::new();
+        let mut events = std::mem::take(&mut self.ready_captions);
         self.emit_ready_finals(&mut events);
         events
     }
@@ -698,6 +789,97 @@ mod tests {
         assert!(
             !finals.is_empty() && !finals.contains(&spec.id),
             "a fresh final: {finals:?}"
+        );
+    }
+
+    #[test]
+    fn captions_that_can_no_longer_be_shown_are_called_off() {
+        let mut t = StreamingTranscriber::new(StreamConfig::default());
+        let mut reqs = t.push(&vec![0.0; 16_000], &[VadEvent::SpeechStart { at_s: 1.0 }]);
+        reqs.extend(speech(&mut t, 1.0));
+        let caption = reqs
+            .into_iter()
+            .find(|r| r.kind == JobKind::Partial)
+            .expect("a caption while speaking");
+        assert!(!caption.options.cancel.is_cancelled());
+        // Speech stops while the caption decodes: the speculative final covers more audio and
+        // will be the caption if speech resumes, so the older caption is called off.
+        let now = t.now_s();
+        let spec = t
+            .push(&vec![0.0; 1_600], &[VadEvent::SpeechEnd { at_s: now }])
+            .into_iter()
+            .find(|r| r.kind == JobKind::Final)
+            .expect("a speculative final");
+        assert!(caption.options.cancel.is_cancelled());
+        assert!(!spec.options.cancel.is_cancelled());
+        // Its cancelled result is absorbed without an event.
+        let cancelled = t.on_result(caption.id, Err(AsrError::cancelled_unstarted()));
+        assert!(cancelled.is_empty(), "{cancelled:?}");
+
+        // Speech resumes: the speculation becomes the caption and is not called off by the
+        // next stop, which starts a new speculation beside it…
+        let now = t.now_s();
+        t.push(&vec![0.1; 8_000], &[VadEvent::SpeechStart { at_s: now }]);
+        let now = t.now_s();
+        let spec2 = t
+            .push(&vec![0.0; 1_600], &[VadEvent::SpeechEnd { at_s: now }])
+            .into_iter()
+            .find(|r| r.kind == JobKind::Final)
+            .expect("a second speculative final");
+        assert!(!spec.options.cancel.is_cancelled());
+        // …but once the pause cuts the utterance, the old one can only be thrown away.
+        let reqs = t.push(&vec![0.0; 16_000], &[]);
+        assert!(reqs.iter().all(|r| r.kind != JobKind::Final), "{reqs:?}");
+        assert!(spec.options.cancel.is_cancelled());
+        assert!(!spec2.options.cancel.is_cancelled(), "the final is kept");
+        assert!(
+            t.on_result(spec.id, Err(AsrError::cancelled_unstarted()))
+                .is_empty()
+        );
+        let events = t.on_result(spec2.id, Ok(vec![seg("The patient needs an ECG.")]));
+        assert!(
+            matches!(&events[..], [TranscriptEvent::Final { text, .. }] if text == "The patient needs an ECG."),
+            "{events:?}"
+        );
+    }
+
+    #[test]
+    fn a_speculative_decode_back_before_speech_resumes_is_the_newest_caption() {
+        let mut t = StreamingTranscriber::new(StreamConfig {
+            partial_interval_s: 1.0,
+            ..StreamConfig::default()
+        });
+        // Speech from 1.0 s (the utterance opens at 0.75 s with its pre-roll) to 1.2 s.
+        t.push(&vec![0.0; 16_000], &[VadEvent::SpeechStart { at_s: 1.0 }]);
+        assert!(speech(&mut t, 0.2).is_empty(), "too soon for a caption");
+        let spec = t
+            .push(&vec![0.0; 1_600], &[VadEvent::SpeechEnd { at_s: 1.2 }])
+            .into_iter()
+            .find(|r| r.kind == JobKind::Final)
+            .expect("a speculative final");
+        assert!(
+            t.on_result(spec.id, Ok(vec![seg("The patient")]))
+                .is_empty(),
+            "kept as the possible final"
+        );
+        // Speech resumes at 1.35 s: the decode that is already back becomes the caption.
+        t.push(&vec![0.1; 800], &[VadEvent::SpeechStart { at_s: 1.35 }]);
+        let events = t.drain_ready();
+        assert!(
+            matches!(&events[..], [TranscriptEvent::Partial { unstable, .. }] if unstable == "The patient"),
+            "{events:?}"
+        );
+        // The next caption waits its interval from the audio that decode covered (1.3 s), not
+        // from the start of the utterance.
+        assert!(
+            speech(&mut t, 0.5).is_empty(),
+            "a caption 0.55 s after the last one"
+        );
+        assert!(
+            speech(&mut t, 0.5)
+                .iter()
+                .any(|r| r.kind == JobKind::Partial),
+            "a caption 1.05 s after it"
         );
     }
 

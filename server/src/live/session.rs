@@ -1301,6 +1301,10 @@ impl<'r> Session<'r> {
                 self.live.metrics.inc_partials_dropped();
                 Err(AsrError::Dropped)
             }
+            Err(cancelled @ AsrError::Cancelled { .. }) => {
+                self.live.metrics.inc_decodes_cancelled();
+                Err(cancelled)
+            }
             Err(e) => Err(e),
         };
         for event in self.transcriber.on_result(id, result) {
