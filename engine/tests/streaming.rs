@@ -410,6 +410,11 @@ fn a_cancelled_decode_stops_and_reports_what_it_ran() {
             .load(std::sync::atomic::Ordering::Relaxed),
         2
     );
+    // The worker whose decode was stopped decodes the next job as if nothing had happened.
+    let (tx, rx) = mpsc::channel();
+    pool.submit(job(&CancelToken::new(), tx)).unwrap();
+    let again = rx.recv().unwrap().expect("decoded after an abort");
+    assert_eq!(join_text(&again.segments), join_text(&full.segments));
     pool.shutdown();
 }
 

@@ -607,6 +607,37 @@ async fn a_remote_endpoint_that_never_answered_fails_over_per_utterance() {
     assert!(err.contains("remote transcription failed"), "{err}");
 }
 
+#[tokio::test]
+async fn a_cancelled_job_is_not_sent_to_the_remote_endpoint() {
+    // Nothing listens on this port: a request would fail with the reason above, so the
+    // `Cancelled` reply shows that none was made.
+    let url = format!("http://127.0.0.1:{}/v1", free_port());
+    let remote = RemoteTranscriber::new(RemoteSttConfig::new(&url), None).expect("remote");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let options = nextmark_engine::asr::DecodeOptions::default();
+    options.cancel.cancel();
+    let job = nextmark_engine::asr::pool::AsrJob {
+        kind: nextmark_engine::asr::pool::JobKind::Partial,
+        samples: vec![0.0; 16_000],
+        options,
+        reply: Box::new(move |r| {
+            let _ = tx.send(r.map(|o| o.segments.len()));
+        }),
+    };
+    nextmark_engine::asr::Transcriber::submit(&remote, job).expect("accepted");
+    let result = tokio::time::timeout(Duration::from_secs(10), rx)
+        .await
+        .expect("answered in time")
+        .expect("replied");
+    assert!(
+        matches!(
+            result,
+            Err(nextmark_engine::asr::AsrError::Cancelled { threads: 0, .. })
+        ),
+        "{result:?}"
+    );
+}
+
 /// moto's S3 server with authentication on: one bucket, one IAM user whose key it accepts.
 struct S3Server {
     _service: Service,

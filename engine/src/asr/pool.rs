@@ -242,7 +242,8 @@ impl WorkerPool {
     /// Queues a job. A final fails only when the final queue is full or the pool is closed; a
     /// partial never fails: while finals are waiting it is dropped at once, and when its queue
     /// is full the oldest waiting partial is dropped (their replies get [`AsrError::Dropped`]),
-    /// all counted.
+    /// after the waiting partials already cancelled have left the queue (their replies get
+    /// [`AsrError::Cancelled`]), all counted.
     pub fn submit(&self, job: AsrJob) -> Result<(), Rejected> {
         let mut q = self.shared.lock();
         if q.closed {
