@@ -705,6 +705,15 @@ mod tests {
         t.push(&vec![0.1; n], &[])
     }
 
+    /// Opens an utterance at 1.0 s and speaks for a second: returns the caption asked for.
+    fn first_caption(t: &mut StreamingTranscriber) -> AsrRequest {
+        let mut reqs = t.push(&vec![0.0; 16_000], &[VadEvent::SpeechStart { at_s: 1.0 }]);
+        reqs.extend(speech(t, 1.0));
+        reqs.into_iter()
+            .find(|r| r.kind == JobKind::Partial)
+            .expect("a caption while speaking")
+    }
+
     /// Opens an utterance at 1.0 s, speaks until 2.5 s, and stops: returns the speculative
     /// final request issued at the speech end.
     fn speak_then_stop(t: &mut StreamingTranscriber) -> AsrRequest {
@@ -795,12 +804,7 @@ mod tests {
     #[test]
     fn captions_that_can_no_longer_be_shown_are_called_off() {
         let mut t = StreamingTranscriber::new(StreamConfig::default());
-        let mut reqs = t.push(&vec![0.0; 16_000], &[VadEvent::SpeechStart { at_s: 1.0 }]);
-        reqs.extend(speech(&mut t, 1.0));
-        let caption = reqs
-            .into_iter()
-            .find(|r| r.kind == JobKind::Partial)
-            .expect("a caption while speaking");
+        let caption = first_caption(&mut t);
         assert!(!caption.options.cancel.is_cancelled());
         // Speech stops while the caption decodes: the speculative final covers more audio and
         // will be the caption if speech resumes, so the older caption is called off.
@@ -907,12 +911,7 @@ mod tests {
     #[test]
     fn stable_words_only_grow_and_finals_come_in_order() {
         let mut t = StreamingTranscriber::new(StreamConfig::default());
-        let mut reqs = t.push(&vec![0.0; 16_000], &[VadEvent::SpeechStart { at_s: 1.0 }]);
-        reqs.extend(speech(&mut t, 1.0));
-        let partial = reqs
-            .into_iter()
-            .find(|r| r.kind == JobKind::Partial)
-            .expect("partial");
+        let partial = first_caption(&mut t);
         let e = t.on_result(partial.id, Ok(vec![seg("the patient has")]));
         assert!(matches!(&e[0], TranscriptEvent::Partial { stable, .. } if stable.is_empty()));
         let p2 = speech(&mut t, 0.8)

@@ -139,6 +139,19 @@ fn sqlite_url(url: &str) -> (String, Option<String>) {
     }
 }
 
+/// Switches a SQLite file to write-ahead logging, on a connection of its own.
+async fn enable_wal(options: &AnyConnectOptions) -> Result<()> {
+    let mut conn = sqlx::AnyConnection::connect_with(options)
+        .await
+        .context("opening the SQLite database")?;
+    sqlx::query("PRAGMA journal_mode = WAL")
+        .execute(&mut conn)
+        .await
+        .context("enabling SQLite WAL")?;
+    conn.close().await.context("closing set-up connection")?;
+    Ok(())
+}
+
 impl Store {
     /// Connects, enables WAL on SQLite, and runs the migrations. Secret material for the keys
     /// is `secret` if given, else one generated on first start and kept in the database.
@@ -162,14 +175,24 @@ impl Store {
             .with_context(|| format!("parsing database URL for {backend:?}"))?;
         if backend == Backend::Sqlite {
             // WAL persists in the file: set it once, on a dedicated connection, before pooling.
-            let mut conn = sqlx::AnyConnection::connect_with(&options)
-                .await
-                .context("opening the SQLite database")?;
-            sqlx::query("PRAGMA journal_mode = WAL")
-                .execute(&mut conn)
-                .await
-                .context("enabling SQLite WAL")?;
-            conn.close().await.context("closing set-up connection")?;
+            // Another instance opening the same new file may hold it locked for a moment
+            // (switching it to WAL, migrating it), and SQLite then answers `database is locked`
+            // at once rather than waiting: try again, as for the migrations below.
+            let mut tries = 0;
+            loop {
+                match enable_wal(&options).await {
+                    Ok(()) => break,
+                    Err(e) if tries < 10 => {
+                        tries += 1;
+                        tracing::info!(
+                            error = format!("{e:#}"),
+                            "enabling WAL raced another process; trying again"
+                        );
+                        tokio::time::sleep(StdDuration::from_millis(50 * tries)).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
         }
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
