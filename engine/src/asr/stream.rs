@@ -705,6 +705,21 @@ mod tests {
         t.push(&vec![0.1; n], &[])
     }
 
+    fn assert_one_final(events: &[TranscriptEvent], expected: &str) {
+        assert!(
+            matches!(events, [TranscriptEvent::Final { text, .. }] if text == expected),
+            "{events:?}"
+        );
+    }
+
+    /// Speech stops now (0.1 s of silence follows): the speculative final asked for, if any.
+    fn stop_now(t: &mut StreamingTranscriber) -> Option<AsrRequest> {
+        let now = t.now_s();
+        t.push(&vec![0.0; 1_600], &[VadEvent::SpeechEnd { at_s: now }])
+            .into_iter()
+            .find(|r| r.kind == JobKind::Final)
+    }
+
     /// Opens an utterance at 1.0 s and speaks for a second: returns the caption asked for.
     fn first_caption(t: &mut StreamingTranscriber) -> AsrRequest {
         let mut reqs = t.push(&vec![0.0; 16_000], &[VadEvent::SpeechStart { at_s: 1.0 }]);
@@ -736,10 +751,7 @@ mod tests {
             "the speculative decode is reused"
         );
         let events = t.on_result(spec.id, Ok(vec![seg("The patient needs an ECG.")]));
-        assert!(
-            matches!(&events[..], [TranscriptEvent::Final { text, .. }] if text == "The patient needs an ECG."),
-            "{events:?}"
-        );
+        assert_one_final(&events, "The patient needs an ECG.");
     }
 
     #[test]
@@ -808,12 +820,7 @@ mod tests {
         assert!(!caption.options.cancel.is_cancelled());
         // Speech stops while the caption decodes: the speculative final covers more audio and
         // will be the caption if speech resumes, so the older caption is called off.
-        let now = t.now_s();
-        let spec = t
-            .push(&vec![0.0; 1_600], &[VadEvent::SpeechEnd { at_s: now }])
-            .into_iter()
-            .find(|r| r.kind == JobKind::Final)
-            .expect("a speculative final");
+        let spec = stop_now(&mut t).expect("a speculative final");
         assert!(caption.options.cancel.is_cancelled());
         assert!(!spec.options.cancel.is_cancelled());
         // Its cancelled result is absorbed without an event.
@@ -824,12 +831,7 @@ mod tests {
         // next stop, which starts a new speculation beside it…
         let now = t.now_s();
         t.push(&vec![0.1; 8_000], &[VadEvent::SpeechStart { at_s: now }]);
-        let now = t.now_s();
-        let spec2 = t
-            .push(&vec![0.0; 1_600], &[VadEvent::SpeechEnd { at_s: now }])
-            .into_iter()
-            .find(|r| r.kind == JobKind::Final)
-            .expect("a second speculative final");
+        let spec2 = stop_now(&mut t).expect("a second speculative final");
         assert!(!spec.options.cancel.is_cancelled());
         // …but once the pause cuts the utterance, the old one can only be thrown away.
         let reqs = t.push(&vec![0.0; 16_000], &[]);
@@ -841,10 +843,7 @@ mod tests {
                 .is_empty()
         );
         let events = t.on_result(spec2.id, Ok(vec![seg("The patient needs an ECG.")]));
-        assert!(
-            matches!(&events[..], [TranscriptEvent::Final { text, .. }] if text == "The patient needs an ECG."),
-            "{events:?}"
-        );
+        assert_one_final(&events, "The patient needs an ECG.");
     }
 
     #[test]
