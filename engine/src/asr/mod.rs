@@ -63,8 +63,8 @@ impl AsrError {
 }
 
 /// Calls off one decode: cancelling a clone cancels every clone. A decode checks it before it
-/// starts and, on the local whisper pool, between the steps of the encoder and the decoder, so
-/// a cancelled decode frees its core within milliseconds.
+/// starts and, on the local whisper pool, after the encoder and after every decoder step, so a
+/// cancelled decode frees its core at the latest when its encoder pass is done.
 #[derive(Debug, Clone, Default)]
 pub struct CancelToken(Arc<AtomicBool>);
 

@@ -139,6 +139,18 @@ fn sqlite_url(url: &str) -> (String, Option<String>) {
     }
 }
 
+/// Whether an error is SQLite's `SQLITE_BUSY` or `SQLITE_LOCKED` (another connection holds
+/// the file): worth trying again, unlike a file that cannot be opened or written at all.
+fn sqlite_busy(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<sqlx::Error>(),
+            Some(sqlx::Error::Database(db))
+                if db.code().and_then(|c| c.parse::<i32>().ok()).is_some_and(|c| matches!(c & 0xff, 5 | 6))
+        )
+    })
+}
+
 /// Switches a SQLite file to write-ahead logging, on a connection of its own.
 async fn enable_wal(options: &AnyConnectOptions) -> Result<()> {
     let mut conn = sqlx::AnyConnection::connect_with(options)
@@ -182,7 +194,7 @@ impl Store {
             loop {
                 match enable_wal(&options).await {
                     Ok(()) => break,
-                    Err(e) if tries < 10 => {
+                    Err(e) if tries < 10 && sqlite_busy(&e) => {
                         tries += 1;
                         tracing::info!(
                             error = format!("{e:#}"),
