@@ -554,17 +554,21 @@ impl Rubric {
 
     /// A transcriber prompt of bounded cost for answers to `item` (or to a question without
     /// one: the intro, the warm-up): the item's own glossary terms ([`item_prompt`]) first, then
-    /// the discipline's other glossary terms in glossary order, joined with ", " up to
-    /// `max_chars` characters; `None` only when the glossary is empty.
+    /// the discipline's other glossary terms in glossary order, joined with ", " and closed by a
+    /// period, up to `max_chars` characters in all; `None` only when the glossary is empty.
     ///
-    /// Why not just the item's terms: the list-like context of a longer glossary is what makes
-    /// tiny.en write commas rather than periods at a speaker's pauses, and the turn rules read
-    /// a period before a pause as a possible end. Why not the whole glossary: see
-    /// [`item_prompt`]; at 250 characters (~60 tokens) the prompt costs a quarter of the whole
-    /// glossary's buffers (bench/README.md, "vocabulary prompt").
+    /// Why not just the item's terms: a longer list gives whisper more of the discipline's
+    /// spellings. Why the closing period: whisper continues the prompt's style, and after an
+    /// open-ended list tiny.en left the last sentence of 9 of 16 fixture answers without its
+    /// period, so the turn rules read a finished answer as an unfinished clause and waited
+    /// 4.5 s; with the period it writes all 16 (bench/README.md, "A prompt that ends with a
+    /// period"). Why not the whole glossary: see [`item_prompt`]; at 250 characters (~60
+    /// tokens) the prompt costs a quarter of the whole glossary's buffers.
     ///
     /// [`item_prompt`]: Self::item_prompt
     pub fn item_first_prompt(&self, item: Option<&Item>, max_chars: usize) -> Option<String> {
+        // One character is kept for the closing period.
+        let max_chars = max_chars.checked_sub(1)?;
         let own = item
             .and_then(|item| self.item_prompt(item, max_chars))
             .unwrap_or_default();
@@ -573,7 +577,11 @@ impl Rubric {
             .glossary
             .iter()
             .filter(|term| !taken.contains(&term.as_str()));
-        term_list(own.clone(), others, max_chars)
+        let mut prompt = term_list(own.clone(), others, max_chars)?;
+        if !prompt.ends_with(['.', '?', '!']) {
+            prompt.push('.');
+        }
+        Some(prompt)
     }
 }
 
@@ -1100,7 +1108,9 @@ mod tests {
         let prompt = medicine.item_first_prompt(Some(arrest), 250).unwrap();
         assert!(prompt.starts_with(&own), "{prompt}");
         assert!(prompt.chars().count() <= 250 && prompt.chars().count() > own.len() + 50);
-        let terms: Vec<&str> = prompt.split(", ").collect();
+        // Closed by a period, so that whisper writes the one that ends an answer.
+        let list = prompt.strip_suffix('.').expect("a closing period");
+        let terms: Vec<&str> = list.split(", ").collect();
         for (i, term) in terms.iter().enumerate() {
             assert!(medicine.glossary.iter().any(|g| g == term), "{term}");
             assert!(!terms[..i].contains(term), "{term} twice in {prompt}");

@@ -36,7 +36,9 @@ const WH_WINDOW: usize = 6;
 #[serde(default, deny_unknown_fields)]
 pub struct TurnConfig {
     /// Silence that ends an answer that sounds finished: short, because a finished answer should
-    /// get the next question fast.
+    /// get the next question fast, but longer than the gap a fluent speaker usually leaves
+    /// between two sentences (about half a second), since whisper writes the period between
+    /// them too.
     pub finished_silence_s: f64,
     /// Silence that ends a finished-sounding answer with less than
     /// [`short_answer_speech_s`](Self::short_answer_speech_s) of speech: short answers are more
@@ -73,7 +75,9 @@ pub struct TurnConfig {
     /// speech than this is an extended explanation rather than a reply, and a finished-sounding
     /// sentence in it needs [`early_finished_silence_s`](Self::early_finished_silence_s) of
     /// silence too. Whisper drops the "but" or "and" left hanging before a thinking pause often
-    /// enough that such a sentence is no proof of an end, and there is no length to go by.
+    /// enough that such a sentence is no proof of an end, an expert may stop between two
+    /// sentences to think, and there is no length to go by. A dozen seconds is a few
+    /// sentences: past the plain replies these questions mostly get.
     pub open_long_answer_s: f64,
     /// With an expected answer length: an answer with at least this share of it whose last
     /// word is a content word without a final period (which whisper often drops)…
@@ -94,8 +98,8 @@ pub struct TurnConfig {
 impl Default for TurnConfig {
     fn default() -> Self {
         TurnConfig {
-            finished_silence_s: 0.6,
-            short_answer_silence_s: 0.9,
+            finished_silence_s: 0.8,
+            short_answer_silence_s: 1.0,
             short_answer_speech_s: 5.0,
             min_speech_s: 2.5,
             unfinished_silence_s: 4.5,
@@ -106,7 +110,7 @@ impl Default for TurnConfig {
             final_tolerance_s: 0.1,
             early_share: 0.7,
             early_finished_silence_s: 3.0,
-            open_long_answer_s: 20.0,
+            open_long_answer_s: 12.0,
             complete_share: 0.8,
             unpunctuated_silence_s: 1.2,
             learned_pause_margin_s: 0.5,
@@ -1550,13 +1554,15 @@ mod tests {
 
     #[test]
     fn finished_answer_ends_quickly_once_its_final_is_in() {
+        let c = TurnConfig::default();
         let mut d = TurnDetector::default();
         d.start_question(0.0);
-        assert_eq!(utterance(&mut d, FINISHED, 0.8, 12.0, 12.5), None);
-        let decision = poll_over(&mut d, 12.5, 14.0).unwrap();
+        assert_eq!(utterance(&mut d, FINISHED, 1.0, 10.0, 10.5), None);
+        let decision = poll_over(&mut d, 10.5, 14.0).unwrap();
         assert_eq!(decision.reason, TurnEndReason::Silence);
-        assert!((decision.at_s - 12.6).abs() < 1e-6, "{decision:?}");
-        assert_eq!(decision.answer_end_s, 12.0);
+        let due = 10.0 + c.finished_silence_s;
+        assert!((decision.at_s - due).abs() < 1e-6, "{decision:?}");
+        assert_eq!(decision.answer_end_s, 10.0);
         assert_eq!(d.poll(20.0), None, "a decision is returned once");
     }
 
@@ -1579,14 +1585,20 @@ mod tests {
         let decision = poll_over(&mut d, 36.5, 46.0).unwrap();
         assert_eq!(decision.reason, TurnEndReason::Silence);
         assert!(
-            (decision.at_s - 36.6).abs() < 0.06,
+            (decision.at_s - (36.0 + config.finished_silence_s)).abs() < 0.06,
             "past 70 % of the expected length: {decision:?}"
         );
-        // Without an expected length the same first point ends quickly.
-        let mut quick = TurnDetector::default();
+        // Without an expected length, 16 s of speech is an explanation, not a reply: the same
+        // pause is not cut either…
+        let mut open = TurnDetector::new(config);
+        open.start_question(0.0);
+        assert_eq!(utterance(&mut open, first, 0.5, 16.7, 17.2), None);
+        assert_eq!(poll_over(&mut open, 17.2, 19.2), None);
+        // …but a first sentence of a few seconds, as a plain reply runs, ends quickly.
+        let mut quick = TurnDetector::new(config);
         quick.start_question(0.0);
-        assert_eq!(utterance(&mut quick, first, 0.5, 16.7, 17.2), None);
-        assert!(poll_over(&mut quick, 17.2, 17.5).is_some());
+        assert_eq!(utterance(&mut quick, first, 0.5, 8.0, 8.5), None);
+        assert!(poll_over(&mut quick, 8.5, 8.0 + config.finished_silence_s + 0.05).is_some());
     }
 
     #[test]
@@ -1615,7 +1627,7 @@ mod tests {
         assert!((end.at_s - 32.9).abs() < 0.06, "2.4 s + 0.5 s: {end:?}");
 
         // Question 2: the same kind of pause far into the answer, past the early share: the
-        // finished rule alone would cut it at 0.6 s; the learned pause keeps listening.
+        // finished rule alone would cut it within a second; the learned pause keeps listening.
         d.set_expected_answer_s(Some(45.0));
         d.start_question(41.0);
         let first = "Ordinary PR advice usually does not qualify for the privilege.";
@@ -1635,7 +1647,8 @@ mod tests {
         d.start_question(88.0);
         assert_eq!(utterance(&mut d, rest, 88.5, 119.0, 119.3), None);
         let end = poll_over(&mut d, 119.3, 124.0).expect("the answer ends");
-        assert!((end.at_s - 119.6).abs() < 0.06, "{end:?}");
+        let finished = d.config().finished_silence_s;
+        assert!((end.at_s - (119.0 + finished)).abs() < 0.06, "{end:?}");
         // Plain short replies are not held back, and a reset forgets the speaker.
         d.set_expected_answer_s(None);
         d.start_question(121.0);
@@ -1679,6 +1692,22 @@ mod tests {
     }
 
     #[test]
+    fn the_gap_between_two_sentences_is_not_the_end() {
+        // Whisper writes the period between two sentences of a fluent speaker too, and the
+        // gap there runs about half a second, a little more to the VAD (a soft last sound).
+        let mut d = TurnDetector::default();
+        d.start_question(0.0);
+        let first = "I would give some paracetamol for the fever and start some fluids.";
+        assert_eq!(utterance(&mut d, first, 0.5, 6.0, 6.4), None);
+        assert_eq!(poll_over(&mut d, 6.4, 6.7), None, "a 0.7 s gap is not cut");
+        let rest = "Then I would wait for the blood results before the antibiotics.";
+        assert_eq!(utterance(&mut d, rest, 6.7, 10.5, 10.9), None);
+        let decision = poll_over(&mut d, 10.9, 12.0).expect("the answer ends");
+        assert_eq!(decision.reason, TurnEndReason::Silence);
+        assert_eq!(decision.answer_end_s, 10.5);
+    }
+
+    #[test]
     fn short_finished_answer_gets_the_longer_silence() {
         let mut d = TurnDetector::default();
         d.start_question(0.0);
@@ -1686,7 +1715,8 @@ mod tests {
         assert_eq!(utterance(&mut d, text, 1.0, 4.0, 4.5), None);
         let decision = poll_over(&mut d, 4.5, 6.0).unwrap();
         assert_eq!(decision.reason, TurnEndReason::Silence);
-        assert!((decision.at_s - 4.9).abs() < 1e-6, "{decision:?}");
+        let due = 4.0 + d.config().short_answer_silence_s;
+        assert!((decision.at_s - due).abs() < 1e-6, "{decision:?}");
     }
 
     #[test]
@@ -1697,7 +1727,8 @@ mod tests {
             assert_eq!(utterance(&mut d, reply, 1.0, 1.6, 2.2), None);
             let decision = poll_over(&mut d, 2.2, 4.0).unwrap();
             assert_eq!(decision.reason, TurnEndReason::Silence, "{reply:?}");
-            assert!((decision.at_s - 2.5).abs() < 1e-6, "{reply:?} {decision:?}");
+            let due = 1.6 + d.config().short_answer_silence_s;
+            assert!((decision.at_s - due).abs() < 1e-6, "{reply:?} {decision:?}");
         }
     }
 
@@ -1718,7 +1749,7 @@ mod tests {
     fn late_final_delays_but_does_not_lose_the_decision() {
         let mut d = TurnDetector::default();
         d.start_question(0.0);
-        d.voice_start(1.0);
+        d.voice_start(5.0);
         d.voice_end(15.0);
         assert_eq!(poll_over(&mut d, 15.0, 17.5), None, "final still pending");
         assert_eq!(
@@ -1726,7 +1757,7 @@ mod tests {
             Some(23.0),
             "only the safety cap is armed"
         );
-        d.final_text(FINISHED, 1.0, 15.3);
+        d.final_text(FINISHED, 5.0, 15.3);
         let decision = d.poll(17.51).unwrap();
         assert_eq!(decision.reason, TurnEndReason::Silence);
         assert_eq!(decision.at_s, 17.51);
@@ -1785,9 +1816,10 @@ mod tests {
     fn voice_resuming_during_the_wait_cancels_the_decision() {
         let mut d = TurnDetector::default();
         d.start_question(0.0);
-        assert_eq!(utterance(&mut d, FINISHED, 1.0, 10.0, 10.4), None);
-        assert_eq!(d.next_deadline(), Some(10.6));
-        d.voice_start(10.5);
+        assert_eq!(utterance(&mut d, FINISHED, 2.0, 8.0, 8.4), None);
+        let finished = d.config().finished_silence_s;
+        assert_eq!(d.next_deadline(), Some(8.0 + finished));
+        d.voice_start(8.5);
         assert_eq!(poll_over(&mut d, 10.5, 13.0), None);
         d.voice_end(13.0);
         assert_eq!(
@@ -1795,8 +1827,8 @@ mod tests {
             None,
             "waits for the new final"
         );
-        d.final_text("And we kept the old one as a fallback.", 10.5, 13.3);
-        let decision = d.poll(13.7).unwrap();
+        d.final_text("And we kept the old one as a fallback.", 8.5, 13.3);
+        let decision = d.poll(13.0 + finished).unwrap();
         assert_eq!(decision.reason, TurnEndReason::Silence);
         assert_eq!(decision.answer_end_s, 13.0);
     }
@@ -1917,8 +1949,9 @@ mod tests {
         assert_eq!(poll_over(&mut d, 29.0, 35.0), None);
         d.voice_end(35.0);
         d.final_text("And then we kept going.", 29.0, 35.3);
-        assert_eq!(poll_over(&mut d, 35.0, 35.59), None);
-        assert_eq!(d.poll(35.6).map(|x| x.reason), Some(TurnEndReason::Silence));
+        let due = 35.0 + d.config().finished_silence_s;
+        assert_eq!(poll_over(&mut d, 35.0, due - 0.01), None);
+        assert_eq!(d.poll(due).map(|x| x.reason), Some(TurnEndReason::Silence));
     }
 
     #[test]
@@ -1951,16 +1984,18 @@ mod tests {
         assert_eq!(poll_over(&mut d, 10.0, 40.0), None);
         d.voice_end(40.0);
         d.final_text(FINISHED, 5.0, 40.3);
-        assert_eq!(d.poll(40.6).map(|x| x.reason), Some(TurnEndReason::Silence));
+        let due = 40.0 + d.config().finished_silence_s;
+        assert_eq!(d.poll(due).map(|x| x.reason), Some(TurnEndReason::Silence));
     }
 
     #[test]
     fn finals_without_vad_events_still_work() {
         let mut d = TurnDetector::default();
         d.start_question(0.0);
-        d.final_text(FINISHED, 1.0, 12.0);
-        assert_eq!(d.poll(12.5), None);
-        assert_eq!(d.poll(12.6).map(|x| x.reason), Some(TurnEndReason::Silence));
+        d.final_text(FINISHED, 1.0, 10.0);
+        let due = 10.0 + d.config().finished_silence_s;
+        assert_eq!(d.poll(due - 0.1), None);
+        assert_eq!(d.poll(due).map(|x| x.reason), Some(TurnEndReason::Silence));
     }
 
     #[test]
