@@ -63,9 +63,10 @@ pub struct LiveSettings {
     pub asr_boost_idle_finals: bool,
     /// The transcriber's vocabulary prompt. whisper.cpp computes vocabulary logits for every
     /// prompt token: the whole glossary (~200 tokens) costs ~0.15 s of decoding per utterance
-    /// and ~100 MB per decoder; `item_first` (~60 tokens) keeps the list-like context that
-    /// makes tiny.en write commas at a speaker's pauses, for a quarter of that; `item` or
-    /// `none` are leaner still but cut into more thinking pauses (bench/README.md).
+    /// and ~100 MB per decoder; `item_first` (~60 tokens, the question's terms first, closed
+    /// by a period so that whisper writes the period that ends an answer) costs a quarter of
+    /// that; `item` or `none` are leaner still but cut into more thinking pauses
+    /// (bench/README.md).
     pub vocabulary_prompt: VocabularyPrompt,
     /// Speech-to-text backend.
     pub stt: SttBackend,

@@ -520,9 +520,9 @@ impl<'r> Session<'r> {
         // all ~200 prompt tokens: ~0.15 s a decode on one core, ~100 MB of buffers per
         // decoder); a question's own terms or no prompt decode faster, but tiny.en then ends
         // far more pauses with a period, and the turn rules cut into thinking pauses. The
-        // default `item_first` keeps a shorter list-like prompt: the question's terms, then
-        // the glossary's (bench/README.md, "vocabulary prompt"). With `item` and `item_first`
-        // the prompt follows the question (see `ask`).
+        // default `item_first` keeps a shorter prompt: the question's terms, then the
+        // glossary's, closed by a period (bench/README.md, "A prompt that ends with a
+        // period"). With `item` and `item_first` the prompt follows the question (see `ask`).
         let prompt = vocabulary_prompt(live.settings.vocabulary_prompt, rubric, None);
         let stream = StreamConfig {
             prompt: prompt.map(Into::into),
