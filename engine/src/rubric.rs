@@ -557,8 +557,9 @@ impl Rubric {
     /// the discipline's other glossary terms in glossary order, joined with ", " and closed by a
     /// period, up to `max_chars` characters in all; `None` only when the glossary is empty.
     ///
-    /// Why not just the item's terms: a longer list gives whisper more of the discipline's
-    /// spellings. Why the closing period: whisper continues the prompt's style, and after an
+    /// Why not just the item's terms: with those few terms alone tiny.en ended far more of a
+    /// speaker's thinking pauses with a period, and the turn rules cut into them (measured
+    /// in earlier rounds, bench/README.md). Why the closing period: whisper continues the prompt's style, and after an
     /// open-ended list tiny.en left the last sentence of 9 of 16 fixture answers without its
     /// period, so the turn rules read a finished answer as an unfinished clause and waited
     /// 4.5 s; with the period it writes all 16 (bench/README.md, "A prompt that ends with a
