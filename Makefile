@@ -33,12 +33,14 @@ test: model gates
 	$(CARGO) test --workspace
 
 # The standard benchmark sweep (release builds; minutes of real-time audio; results under
-# bench/results/): transcription path, engine turn cost, live server at 1/2/4/8 sessions side
-# by side with the faster-whisper peer on the same answers at the same concurrency.
+# bench/results/): transcription path, the decode floor under its final lag, engine turn cost,
+# live server at 1/2/4/8 sessions side by side with the faster-whisper peer on the same
+# answers at the same concurrency.
 bench: model
 	$(CARGO) build --release -p nextmark-server -p nextmark-bench
 	$(CARGO_TARGET_DIR)/release/nextmark-bench engine
 	$(CARGO_TARGET_DIR)/release/nextmark-bench asr --realtime
+	$(CARGO_TARGET_DIR)/release/nextmark-bench decode
 	$(CARGO_TARGET_DIR)/release/nextmark-bench live --sessions 1,2,4,8 --turns 4 --peer
 
 # Coverage-guided fuzzing (cargo-fuzz, libFuzzer) of every parser that takes outside input:

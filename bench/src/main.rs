@@ -1,11 +1,13 @@
 //! `nextmark-bench`: measures the live transcription path (`asr`), the per-turn cost of the
 //! interview engine (`engine`) and the whole live server end to end (`live`: turn latency,
-//! cut-ins, captions, memory, CPU, capacity) on this machine, and writes per-event JSON Lines
+//! cut-ins, captions, memory, CPU, capacity) on this machine, times single whisper calls
+//! (`decode`: the floor under the final lag), and writes per-event JSON Lines
 //! plus a JSON and Markdown summary so that every reported figure can be recomputed. `smoke` is
 //! a tiny run of `asr` and `engine` that checks the harness itself. See `bench/README.md` for
 //! the definitions.
 
 mod asr;
+mod decode;
 mod engine;
 mod failover;
 mod fixtures;
@@ -44,6 +46,9 @@ enum Command {
     /// Two servers on one database: how long an applicant waits for their interview when the
     /// instance running it hands it over (alive) or dies (kill -9).
     Failover(FailoverArgs),
+    /// Times single whisper calls on the start of one answer clip by audio length, threads
+    /// and vocabulary prompt, and the least final lag each allows on this machine.
+    Decode(DecodeArgs),
     /// Replays the voice events and finals an `asr` run recorded through this build's turn
     /// detector: where each answer would end, cut-ins and the delay after the last word, as
     /// the answer to its own item and to an open question. Seconds per run, no whisper.
@@ -216,6 +221,30 @@ struct TurnsArgs {
     paths: fixtures::Paths,
 }
 
+/// Options of `nextmark-bench decode`.
+#[derive(Debug, Args)]
+struct DecodeArgs {
+    /// Clips to choose from (`all` or comma-separated globs); the longest answer among them
+    /// is used.
+    #[arg(long, default_value = "all")]
+    clips: String,
+    /// Audio lengths to decode, seconds from the clip's first voiced instant.
+    #[arg(long, default_value = "2,5,8,11", value_delimiter = ',')]
+    lengths: Vec<f64>,
+    /// whisper thread counts to try (default: 1 and every core).
+    #[arg(long, value_delimiter = ',')]
+    threads: Vec<usize>,
+    /// Timed calls per row, after one untimed call.
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+    /// Output directory (default: `bench/results/<UTC timestamp>-decode`).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Common paths.
+    #[command(flatten)]
+    paths: fixtures::Paths,
+}
+
 /// Options of `nextmark-bench smoke`.
 #[derive(Debug, Args)]
 struct SmokeArgs {
@@ -286,6 +315,22 @@ fn main() -> Result<()> {
             failover::run(&f.paths, &options, &out)?;
             eprintln!("results in {}", out.display());
         }
+        Command::Decode(d) => {
+            let out = output::result_dir(d.out, "decode")?;
+            let mut threads = d.threads;
+            if threads.is_empty() {
+                threads = vec![1, output::available_cores()];
+                threads.dedup();
+            }
+            let options = decode::DecodeBenchOptions {
+                clips: d.clips,
+                lengths_s: d.lengths,
+                threads,
+                repeats: d.repeats,
+            };
+            decode::run(&d.paths, &options, &out)?;
+            eprintln!("results in {}", out.display());
+        }
         Command::Turns(t) => {
             let out = output::result_dir(t.out, "turns")?;
             let config = turns::config_with(&t.settings)?;
@@ -297,8 +342,8 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// The smallest run that exercises every output: the shortest answer clip in fast mode, and
-/// one measured engine pass.
+/// The smallest run that exercises every output: the shortest answer clip in fast mode, one
+/// measured engine pass, and one timed whisper call of 2 s on one thread.
 fn smoke(args: &SmokeArgs) -> Result<()> {
     let clip = fixtures::Manifest::load(&args.paths.fixtures)?
         .shortest_answer()?
@@ -319,6 +364,14 @@ fn smoke(args: &SmokeArgs) -> Result<()> {
     asr::run(&args.paths, &options, &asr_out)?;
     let engine_out = output::result_dir(Some(args.out.join("engine")), "engine")?;
     engine::run(&args.paths, 1, &engine_out)?;
+    let decode_out = output::result_dir(Some(args.out.join("decode")), "decode")?;
+    let options = decode::DecodeBenchOptions {
+        clips: "all".into(),
+        lengths_s: vec![2.0],
+        threads: vec![1],
+        repeats: 1,
+    };
+    decode::run(&args.paths, &options, &decode_out)?;
     eprintln!("smoke results in {}", args.out.display());
     Ok(())
 }

@@ -253,6 +253,68 @@ fn smoke_run_writes_well_formed_results() {
         );
     }
     has_table(&read(&engine.join("summary.md")), "discipline");
+
+    let decode = out.path().join("decode");
+    let summary = json(&decode.join("summary.json"));
+    assert_eq!(summary["kind"], "decode");
+    has_keys(
+        &summary,
+        &[
+            "clip",
+            "model",
+            "repeats",
+            "vad_hangover_s",
+            "segmenter_post_roll_s",
+            "machine",
+            "rows",
+        ],
+        "decode summary",
+    );
+    let rows = summary["rows"].as_array().unwrap();
+    // One length on one thread, without and with the item's prompt.
+    assert_eq!(rows.len(), 2, "{summary}");
+    for row in rows {
+        has_keys(
+            row,
+            &[
+                "prompt",
+                "prompt_chars",
+                "threads",
+                "length_s",
+                "audio_ctx",
+                "best_s",
+                "median_s",
+                "final_lag_floor_s",
+            ],
+            "decode row",
+        );
+        let best = row["best_s"].as_f64().unwrap();
+        assert!(best > 0.0, "{row}");
+        // No final comes before its decode, started when the VAD hears the speech stop.
+        let hangover = summary["vad_hangover_s"].as_f64().unwrap();
+        let post_roll = summary["segmenter_post_roll_s"].as_f64().unwrap();
+        let floor = row["final_lag_floor_s"].as_f64().unwrap();
+        assert!(floor >= hangover + best - post_roll - 1e-9, "{row}");
+    }
+    let calls = json_lines(&decode.join("calls.jsonl"));
+    assert_eq!(calls.len(), 2, "one timed call per row");
+    for c in &calls {
+        has_keys(
+            c,
+            &[
+                "prompt",
+                "threads",
+                "length_s",
+                "audio_ctx",
+                "compute_s",
+                "words",
+            ],
+            "call",
+        );
+        // Two seconds of an answer are words, not silence.
+        assert!(c["words"].as_u64().unwrap() > 0, "{c}");
+    }
+    has_table(&read(&decode.join("summary.md")), "prompt");
 }
 
 /// The `nextmark` binary where the bench looks for it (next to itself, or in the other Cargo
