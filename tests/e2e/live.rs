@@ -430,7 +430,9 @@ pub async fn speak_until_next(
             sent += n;
         }
         tokio::time::sleep(Duration::from_secs_f64(0.1 / speed)).await;
-        for event in client.drain() {
+        // One event at a time, so that those after the next question (the `completed` right
+        // behind the closing one) stay queued for the caller.
+        while let Some(event) = client.next(Duration::ZERO).await {
             if event["type"] == "question" || event["type"] == "completed" {
                 return (event, sent as f64 / speech.len().max(1) as f64);
             }
