@@ -24,6 +24,7 @@ use nextmark_engine::asr::{AsrError, Transcriber, WhisperModel};
 use nextmark_engine::audio::{DecodeLimits, decode_file};
 use nextmark_engine::rubric;
 use nextmark_engine::text::word_errors;
+use nextmark_server::live::session::{ITEM_FIRST_PROMPT_CHARS, ITEM_PROMPT_CHARS};
 use serde::Serialize;
 
 use crate::fixtures::{Clip, Manifest, Paths};
@@ -539,7 +540,10 @@ pub fn run(paths: &Paths, options: &AsrOptions, out: &Path) -> Result<()> {
                 .iter()
                 .flat_map(|r| {
                     r.items.iter().filter_map(|item| {
-                        Some((item.id.clone(), r.item_first_prompt(Some(item), 250)?))
+                        Some((
+                            item.id.clone(),
+                            r.item_first_prompt(Some(item), ITEM_FIRST_PROMPT_CHARS)?,
+                        ))
                     })
                 })
                 .collect()
@@ -547,9 +551,9 @@ pub fn run(paths: &Paths, options: &AsrOptions, out: &Path) -> Result<()> {
             rubrics
                 .iter()
                 .flat_map(|r| {
-                    r.items
-                        .iter()
-                        .filter_map(|item| Some((item.id.clone(), r.item_prompt(item, 100)?)))
+                    r.items.iter().filter_map(|item| {
+                        Some((item.id.clone(), r.item_prompt(item, ITEM_PROMPT_CHARS)?))
+                    })
                 })
                 .collect()
         } else {

@@ -9,13 +9,18 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use nextmark_engine::asr::segmenter::SegmenterConfig;
 use nextmark_engine::asr::{DecodeOptions, WhisperModel, audio_ctx_for};
-use nextmark_engine::audio::{DecodeLimits, StreamResampler, VadConfig, decode_file};
+use nextmark_engine::audio::{TARGET_RATE, VadConfig};
 use nextmark_engine::rubric;
+use nextmark_server::live::session::ITEM_FIRST_PROMPT_CHARS;
 use serde::Serialize;
 
 use crate::fixtures::{Clip, Manifest, Paths};
+use crate::live::ClipAudio;
 use crate::output::{self, JsonLines, Machine, markdown_table};
 use crate::stats::percentile;
+
+/// Samples a second of the audio whisper decodes.
+const RATE: f64 = TARGET_RATE as f64;
 
 /// What `decode` measures.
 #[derive(Debug, Clone)]
@@ -100,19 +105,12 @@ pub fn final_lag_floor_s(
     (hangover_s + decode_s).max(pause) - segmenter.post_roll_s
 }
 
-/// Loads the clip as 16 kHz mono, from its first voiced instant.
+/// The clip as 16 kHz mono, from its first voiced instant less the segmenter's pre-roll.
 fn speech_16k(paths: &Paths, clip: &Clip) -> Result<Vec<f32>> {
-    let path = paths.fixtures.join(&clip.file);
-    let audio = decode_file(&path, DecodeLimits::default())
-        .with_context(|| format!("decoding {}", path.display()))?;
-    let mut resampler = StreamResampler::new(audio.sample_rate)
-        .with_context(|| format!("resampling {}", path.display()))?;
-    let mut samples = Vec::with_capacity(audio.samples.len());
-    resampler.push(&audio.samples, &mut samples)?;
-    resampler.flush(&mut samples)?;
+    let mut samples = ClipAudio::load(&paths.fixtures, clip, false)?.pcm_16k;
     let pre_roll = SegmenterConfig::default().pre_roll_s;
     let from = clip.first_voiced_s.map_or(0.0, |s| (s - pre_roll).max(0.0));
-    let skip = ((from * 16_000.0) as usize).min(samples.len());
+    let skip = ((from * RATE) as usize).min(samples.len());
     Ok(samples.split_off(skip))
 }
 
@@ -149,7 +147,7 @@ pub fn run(paths: &Paths, options: &DecodeBenchOptions, out: &Path) -> Result<()
             .items
             .iter()
             .find(|i| Some(&i.id) == clip.item_id.as_ref())?;
-        r.item_first_prompt(Some(item), 250)
+        r.item_first_prompt(Some(item), ITEM_FIRST_PROMPT_CHARS)
     });
     let mut prompts = vec![("none", None)];
     if let Some(p) = item_first {
@@ -171,9 +169,9 @@ pub fn run(paths: &Paths, options: &DecodeBenchOptions, out: &Path) -> Result<()
         };
         for &threads in &options.threads {
             for &length_s in &options.lengths_s {
-                let n = ((length_s * 16_000.0) as usize).min(speech.len());
+                let n = ((length_s * RATE) as usize).min(speech.len());
                 let samples = &speech[..n];
-                let length_s = n as f64 / 16_000.0;
+                let length_s = n as f64 / RATE;
                 eprintln!("[decode] prompt {prompt_name}, {threads} thread(s), {length_s:.1} s");
                 // The first call of a shape allocates; it is not timed.
                 worker.transcribe_on(samples, &opts, threads)?;

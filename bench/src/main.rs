@@ -3,7 +3,7 @@
 //! cut-ins, captions, memory, CPU, capacity) on this machine, times single whisper calls
 //! (`decode`: the floor under the final lag), and writes per-event JSON Lines
 //! plus a JSON and Markdown summary so that every reported figure can be recomputed. `smoke` is
-//! a tiny run of `asr` and `engine` that checks the harness itself. See `bench/README.md` for
+//! a tiny run of `asr`, `engine` and `decode` that checks the harness itself. See `bench/README.md` for
 //! the definitions.
 
 mod asr;

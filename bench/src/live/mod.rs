@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-pub use self::applicant::Transport;
-use self::applicant::{ClipAudio, SessionOutcome, SessionPlan, TurnRecord};
+pub use self::applicant::{ClipAudio, Transport};
+use self::applicant::{SessionOutcome, SessionPlan, TurnRecord};
 pub use self::peer::PeerSetup;
 use self::peer::{Comparison, PeerLevel};
 use self::server::{MetricDeltas, ResourceSample, Sampler, SpawnSettings, SpawnedServer};

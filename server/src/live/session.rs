@@ -159,10 +159,10 @@ impl LoggedEvent {
 
 /// Longest item vocabulary prompt, in characters (~30 tokens: each prompt token costs a
 /// vocabulary-sized row of logits in every decode).
-const ITEM_PROMPT_CHARS: usize = 100;
+pub const ITEM_PROMPT_CHARS: usize = 100;
 /// Length of an `item_first` prompt: ~60 tokens, a quarter of the whole glossary's decoding
 /// cost and buffers.
-const ITEM_FIRST_PROMPT_CHARS: usize = 250;
+pub const ITEM_FIRST_PROMPT_CHARS: usize = 250;
 
 /// The stable id of a question on the wire and in storage.
 pub fn question_id(rubric: &Rubric, question: &Question) -> String {
