@@ -33,7 +33,13 @@ const PING_EVERY: Duration = Duration::from_secs(15);
 /// (Audio frames are paced by their own checks; a person typing sends a few a second.)
 pub const MAX_TEXT_PER_SECOND: u32 = 100;
 
-/// Counts text messages per one-second window.
+/// Counts text messages per one-second window of the reader's own time.
+///
+/// The reader hands each message to the session and waits when the session is busy, so a
+/// loaded server would read a flood no faster than it can handle it and never see one in wall
+/// time. The time spent waiting on the session is therefore left out of the window
+/// ([`exclude`](Self::exclude)): the rate counted is the one the client's queued messages come in
+/// at, not the one the session drains them at.
 #[derive(Debug)]
 struct FloodGuard {
     window_start: tokio::time::Instant,
@@ -42,21 +48,33 @@ struct FloodGuard {
 
 impl FloodGuard {
     fn new() -> Self {
+        FloodGuard::starting_at(tokio::time::Instant::now())
+    }
+
+    fn starting_at(now: tokio::time::Instant) -> Self {
         FloodGuard {
-            window_start: tokio::time::Instant::now(),
+            window_start: now,
             count: 0,
         }
     }
 
     /// Counts one message; false once the window holds more than the limit.
     fn allow(&mut self) -> bool {
-        let now = tokio::time::Instant::now();
-        if now.duration_since(self.window_start) >= Duration::from_secs(1) {
+        self.allow_at(tokio::time::Instant::now())
+    }
+
+    fn allow_at(&mut self, now: tokio::time::Instant) -> bool {
+        if now.saturating_duration_since(self.window_start) >= Duration::from_secs(1) {
             self.window_start = now;
             self.count = 0;
         }
         self.count += 1;
         self.count <= MAX_TEXT_PER_SECOND
+    }
+
+    /// Leaves `waited` (time the reader spent waiting on the session) out of the window.
+    fn exclude(&mut self, waited: Duration) {
+        self.window_start += waited;
     }
 }
 
@@ -416,7 +434,10 @@ pub async fn serve_socket<S, E>(
                     .await;
                     continue;
                 }
-                inbound.send(Inbound::Audio { conn, bytes }).await
+                let waiting = tokio::time::Instant::now();
+                let sent = inbound.send(Inbound::Audio { conn, bytes }).await;
+                flood.exclude(waiting.elapsed());
+                sent
             }
             Message::Text(text) => {
                 if !flood.allow() {
@@ -443,7 +464,12 @@ pub async fn serve_socket<S, E>(
                         on_purpose = true;
                         break;
                     }
-                    Ok(message) => inbound.send(Inbound::Control { conn, message }).await,
+                    Ok(message) => {
+                        let waiting = tokio::time::Instant::now();
+                        let sent = inbound.send(Inbound::Control { conn, message }).await;
+                        flood.exclude(waiting.elapsed());
+                        sent
+                    }
                     Err(e) => {
                         live.metrics.inc_protocol_errors(e.code);
                         say(ServerMessage::error(e.code, e.message, false)).await;
@@ -464,4 +490,56 @@ pub async fn serve_socket<S, E>(
     drop(inbound);
     // The writer ends when the session drops its sender or asks to close.
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    #[test]
+    fn more_than_the_limit_in_a_second_is_a_flood() {
+        let start = Instant::now();
+        let mut guard = FloodGuard::starting_at(start);
+        for n in 0..MAX_TEXT_PER_SECOND {
+            assert!(guard.allow_at(start + Duration::from_millis(u64::from(n) * 5)));
+        }
+        assert!(!guard.allow_at(start + Duration::from_millis(600)));
+    }
+
+    #[test]
+    fn a_steady_client_under_the_limit_is_never_a_flood() {
+        let start = Instant::now();
+        let mut guard = FloodGuard::starting_at(start);
+        // 50 messages a second for ten seconds.
+        for n in 0..500u64 {
+            assert!(
+                guard.allow_at(start + Duration::from_millis(n * 20)),
+                "message {n}"
+            );
+        }
+    }
+
+    #[test]
+    fn time_spent_waiting_on_the_session_does_not_dilute_a_flood() {
+        // A busy session takes 20 ms per message: in wall time the reader sees 50 a second,
+        // but the client had them all queued, so it is a flood.
+        let start = Instant::now();
+        let mut guard = FloodGuard::starting_at(start);
+        let mut flooded = false;
+        for n in 0..=MAX_TEXT_PER_SECOND {
+            let now = start + Duration::from_millis(u64::from(n) * 20);
+            if !guard.allow_at(now) {
+                flooded = true;
+                break;
+            }
+            guard.exclude(Duration::from_millis(19));
+        }
+        assert!(flooded);
+        // Without leaving the wait out, the same pace reads as no flood.
+        let mut wall = FloodGuard::starting_at(start);
+        for n in 0..=MAX_TEXT_PER_SECOND {
+            assert!(wall.allow_at(start + Duration::from_millis(u64::from(n) * 20)));
+        }
+    }
 }
