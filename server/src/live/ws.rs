@@ -39,12 +39,18 @@ pub const MAX_TEXT_PER_SECOND: u32 = 100;
 /// loaded server would read a flood no faster than it can handle it and never see one in wall
 /// time. The time spent waiting on the session is therefore left out of the window
 /// ([`exclude`](Self::exclude)): the rate counted is the one the client's queued messages come in
-/// at, not the one the session drains them at.
+/// at, not the one the session drains them at. A window still ends after
+/// [`FLOOD_WINDOW_WALL_CAP`] of wall time, so a slow session cannot stretch it until a client
+/// sending a few messages a second reads as a flood.
 #[derive(Debug)]
 struct FloodGuard {
     window_start: tokio::time::Instant,
+    wall_start: tokio::time::Instant,
     count: u32,
 }
+
+/// The most wall time one flood window spans, waits on the session included.
+const FLOOD_WINDOW_WALL_CAP: Duration = Duration::from_secs(10);
 
 impl FloodGuard {
     fn new() -> Self {
@@ -54,6 +60,7 @@ impl FloodGuard {
     fn starting_at(now: tokio::time::Instant) -> Self {
         FloodGuard {
             window_start: now,
+            wall_start: now,
             count: 0,
         }
     }
@@ -64,8 +71,11 @@ impl FloodGuard {
     }
 
     fn allow_at(&mut self, now: tokio::time::Instant) -> bool {
-        if now.saturating_duration_since(self.window_start) >= Duration::from_secs(1) {
+        if now.saturating_duration_since(self.window_start) >= Duration::from_secs(1)
+            || now.saturating_duration_since(self.wall_start) >= FLOOD_WINDOW_WALL_CAP
+        {
             self.window_start = now;
+            self.wall_start = now;
             self.count = 0;
         }
         self.count += 1;
@@ -540,6 +550,22 @@ mod tests {
         let mut wall = FloodGuard::starting_at(start);
         for n in 0..=MAX_TEXT_PER_SECOND {
             assert!(wall.allow_at(start + Duration::from_millis(u64::from(n) * 20)));
+        }
+    }
+
+    #[test]
+    fn a_session_that_is_nearly_always_busy_does_not_make_a_slow_client_a_flood() {
+        // Five messages a second while the reader waits 199 ms of every 200 on the session:
+        // in the reader's own time that is a thousand a second, but the window ends after
+        // ten seconds of wall time, which hold only 50 of them.
+        let start = Instant::now();
+        let mut guard = FloodGuard::starting_at(start);
+        for n in 0..300u64 {
+            assert!(
+                guard.allow_at(start + Duration::from_millis(n * 200)),
+                "message {n}"
+            );
+            guard.exclude(Duration::from_millis(199));
         }
     }
 }
