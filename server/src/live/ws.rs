@@ -86,6 +86,39 @@ impl FloodGuard {
     fn exclude(&mut self, waited: Duration) {
         self.window_start += waited;
     }
+
+    /// Hands `message` to the session, leaving the time spent waiting on it out of the window.
+    async fn forward(
+        &mut self,
+        inbound: &mpsc::Sender<Inbound>,
+        message: Inbound,
+    ) -> Result<(), mpsc::error::SendError<Inbound>> {
+        let waiting = tokio::time::Instant::now();
+        let sent = inbound.send(message).await;
+        self.exclude(waiting.elapsed());
+        sent
+    }
+}
+
+/// How long a socket closed for a flood keeps reading (and discarding) what the client still
+/// sends, so the close does not reset the connection under the error event on its way.
+const FLOOD_LINGER: Duration = Duration::from_secs(1);
+
+/// Reads and discards frames until the client closes or [`FLOOD_LINGER`] passes. Dropping a
+/// socket with unread data makes the kernel send a reset, and a reset makes the client's side
+/// throw away what it had received but not yet read: the `message_flood` error among it.
+async fn linger<St, E>(stream: &mut St)
+where
+    St: Stream<Item = Result<Message, E>> + Unpin,
+{
+    let _ = tokio::time::timeout(FLOOD_LINGER, async {
+        while let Some(Ok(frame)) = stream.next().await {
+            if matches!(frame, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// The error a flooding client gets before its socket closes.
@@ -300,6 +333,7 @@ pub async fn serve_socket<S, E>(
             let _ = out_tx.send(Outbound::Close).await;
             drop(out_tx);
             let _ = writer.await;
+            linger(&mut stream).await;
             return;
         }
         match frame {
@@ -416,6 +450,7 @@ pub async fn serve_socket<S, E>(
 
     // Reader: forward frames to the session until the socket closes or goes quiet.
     let mut on_purpose = false;
+    let mut flooded = false;
     loop {
         let frame = match tokio::time::timeout(idle, stream.next()).await {
             Err(_) => {
@@ -444,16 +479,16 @@ pub async fn serve_socket<S, E>(
                     .await;
                     continue;
                 }
-                let waiting = tokio::time::Instant::now();
-                let sent = inbound.send(Inbound::Audio { conn, bytes }).await;
-                flood.exclude(waiting.elapsed());
-                sent
+                flood
+                    .forward(&inbound, Inbound::Audio { conn, bytes })
+                    .await
             }
             Message::Text(text) => {
                 if !flood.allow() {
                     live.metrics.inc_protocol_errors("message_flood");
                     say(flood_error()).await;
                     let _ = out_tx.send(Outbound::Close).await;
+                    flooded = true;
                     break;
                 }
                 if text.len() > max_frame {
@@ -475,10 +510,9 @@ pub async fn serve_socket<S, E>(
                         break;
                     }
                     Ok(message) => {
-                        let waiting = tokio::time::Instant::now();
-                        let sent = inbound.send(Inbound::Control { conn, message }).await;
-                        flood.exclude(waiting.elapsed());
-                        sent
+                        flood
+                            .forward(&inbound, Inbound::Control { conn, message })
+                            .await
                     }
                     Err(e) => {
                         live.metrics.inc_protocol_errors(e.code);
@@ -500,6 +534,9 @@ pub async fn serve_socket<S, E>(
     drop(inbound);
     // The writer ends when the session drops its sender or asks to close.
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    if flooded {
+        linger(&mut stream).await;
+    }
 }
 
 #[cfg(test)]
@@ -507,50 +544,38 @@ mod tests {
     use super::*;
     use tokio::time::Instant;
 
-    #[test]
-    fn more_than_the_limit_in_a_second_is_a_flood() {
+    /// Sends `count` messages `every_ms` apart, the reader waiting `waited_ms` on the session
+    /// after each; the index of the first message refused as a flood, if any.
+    fn first_refused(count: u64, every_ms: u64, waited_ms: u64) -> Option<u64> {
         let start = Instant::now();
         let mut guard = FloodGuard::starting_at(start);
-        for n in 0..MAX_TEXT_PER_SECOND {
-            assert!(guard.allow_at(start + Duration::from_millis(u64::from(n) * 5)));
-        }
-        assert!(!guard.allow_at(start + Duration::from_millis(600)));
+        (0..count).find(|n| {
+            let refused = !guard.allow_at(start + Duration::from_millis(n * every_ms));
+            guard.exclude(Duration::from_millis(waited_ms));
+            refused
+        })
+    }
+
+    #[test]
+    fn more_than_the_limit_in_a_second_is_a_flood() {
+        let limit = u64::from(MAX_TEXT_PER_SECOND);
+        assert_eq!(first_refused(limit + 1, 5, 0), Some(limit));
     }
 
     #[test]
     fn a_steady_client_under_the_limit_is_never_a_flood() {
-        let start = Instant::now();
-        let mut guard = FloodGuard::starting_at(start);
         // 50 messages a second for ten seconds.
-        for n in 0..500u64 {
-            assert!(
-                guard.allow_at(start + Duration::from_millis(n * 20)),
-                "message {n}"
-            );
-        }
+        assert_eq!(first_refused(500, 20, 0), None);
     }
 
     #[test]
     fn time_spent_waiting_on_the_session_does_not_dilute_a_flood() {
-        // A busy session takes 20 ms per message: in wall time the reader sees 50 a second,
-        // but the client had them all queued, so it is a flood.
-        let start = Instant::now();
-        let mut guard = FloodGuard::starting_at(start);
-        let mut flooded = false;
-        for n in 0..=MAX_TEXT_PER_SECOND {
-            let now = start + Duration::from_millis(u64::from(n) * 20);
-            if !guard.allow_at(now) {
-                flooded = true;
-                break;
-            }
-            guard.exclude(Duration::from_millis(19));
-        }
-        assert!(flooded);
-        // Without leaving the wait out, the same pace reads as no flood.
-        let mut wall = FloodGuard::starting_at(start);
-        for n in 0..=MAX_TEXT_PER_SECOND {
-            assert!(wall.allow_at(start + Duration::from_millis(u64::from(n) * 20)));
-        }
+        // A busy session takes 19 of every 20 ms: in wall time the reader sees 50 messages a
+        // second, but the client had them all queued, so it is a flood…
+        let limit = u64::from(MAX_TEXT_PER_SECOND);
+        assert_eq!(first_refused(limit + 1, 20, 19), Some(limit));
+        // …which counting wall time alone would miss.
+        assert_eq!(first_refused(limit + 1, 20, 0), None);
     }
 
     #[test]
@@ -558,14 +583,6 @@ mod tests {
         // Five messages a second while the reader waits 199 ms of every 200 on the session:
         // in the reader's own time that is a thousand a second, but the window ends after
         // ten seconds of wall time, which hold only 50 of them.
-        let start = Instant::now();
-        let mut guard = FloodGuard::starting_at(start);
-        for n in 0..300u64 {
-            assert!(
-                guard.allow_at(start + Duration::from_millis(n * 200)),
-                "message {n}"
-            );
-            guard.exclude(Duration::from_millis(199));
-        }
+        assert_eq!(first_refused(300, 200, 199), None);
     }
 }
